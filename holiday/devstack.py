@@ -1,0 +1,326 @@
+"""The local stack: moto (the AWS stand-in), restate-server and the services, on loopback.
+
+`holiday dev` runs it for people; the end-to-end tests run the very same
+code with free ports and a temporary folder, so what the tests prove is what
+a user starts.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import IO, Any
+
+import boto3
+import httpx
+
+from holiday.config import Settings
+
+HOST = "127.0.0.1"
+LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
+TOPIC_NAME = "holiday-trips"
+
+
+class StackError(RuntimeError):
+    """Something the user can act on: a busy port, a missing install, a process that died."""
+
+
+@dataclass(frozen=True)
+class Ports:
+    """Every port the stack listens on, all bound to 127.0.0.1."""
+
+    aws: int = 4566
+    ingress: int = 8080
+    admin: int = 9070
+    services: int = 9080
+    fabric: int = 5122
+
+    @classmethod
+    def free(cls) -> Ports:
+        """Ports nobody uses right now (for tests, beside a running `holiday dev`)."""
+        socks = [socket.socket() for _ in range(5)]
+        try:
+            for s in socks:
+                s.bind((HOST, 0))
+            numbers = [s.getsockname()[1] for s in socks]
+        finally:
+            for s in socks:
+                s.close()
+        return cls(*numbers)
+
+    def check_free(self) -> None:
+        """Fail early, naming the port, rather than half-start."""
+        for name, port in vars(self).items():
+            with socket.socket() as s:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    s.bind((HOST, port))
+                except OSError:
+                    raise StackError(
+                        f"port {port} ({name}) is already in use; choose another with --{name}-port"
+                    ) from None
+
+
+def wait_until(check: Callable[[], bool], what: str, timeout: float = 30.0, interval: float = 0.05) -> None:
+    """Poll `check` until it is true; raise `StackError` naming `what` at the deadline."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(interval)
+    raise StackError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def http_ok(url: str) -> Callable[[], bool]:
+    def check() -> bool:
+        try:
+            return httpx.get(url, timeout=1.0).status_code < 500
+        except httpx.HTTPError:
+            return False
+
+    return check
+
+
+def _die_with_parent() -> None:
+    """In the child: own process group (Ctrl-C is ours to handle) and die if we die."""
+    os.setsid()
+    if sys.platform == "linux":
+        pr_set_pdeathsig = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+
+@dataclass
+class Process:
+    """One child process of the stack, with its log."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    log: Path | None  # None: share our terminal
+    popen: subprocess.Popen[bytes] | None = None
+    _log_file: IO[bytes] | None = field(default=None, repr=False)
+
+    def start(self) -> None:
+        if self.log is not None:
+            self.log.parent.mkdir(parents=True, exist_ok=True)
+            self._log_file = self.log.open("ab")
+        self.popen = subprocess.Popen(
+            self.argv,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT if self._log_file else None,
+            preexec_fn=_die_with_parent,
+        )
+
+    @property
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """SIGTERM, then SIGKILL if it has not gone within `timeout`."""
+        if self.popen is not None and self.alive:
+            self.popen.terminate()
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+        self._close_log()
+
+    def kill(self) -> None:
+        """SIGKILL: a crash, as the crash tests want it."""
+        if self.popen is not None and self.alive:
+            self.popen.kill()
+            self.popen.wait()
+        self._close_log()
+
+    def _close_log(self) -> None:
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+
+
+def restate_server_binary(project_dir: Path) -> Path:
+    """The native binary npm installed (not the node wrapper, so signals reach the server)."""
+    override = os.environ.get("RESTATE_SERVER_BIN")
+    if override:
+        return Path(override)
+    arch = {"x86_64": "x64", "amd64": "x64", "aarch64": "arm64", "arm64": "arm64"}[platform.machine().lower()]
+    binary = project_dir / f"node_modules/@restatedev/restate-server-{sys.platform}-{arch}/bin/restate-server"
+    if not binary.exists():
+        raise StackError(f"restate-server not found at {binary}; run `make install` (it runs `npm ci`)")
+    return binary
+
+
+@dataclass
+class LocalStack:
+    """moto server + restate-server + the services, started and stopped together."""
+
+    project_dir: Path
+    data_dir: Path
+    ports: Ports = field(default_factory=Ports)
+    # Where the services send their AWS calls; tests put a fault-injecting proxy here.
+    services_aws_endpoint: str | None = None
+    services_log_to_terminal: bool = False
+    partitions: int = 1
+    settings: Settings = field(init=False)
+    processes: dict[str, Process] = field(default_factory=dict, init=False)
+
+    def __post_init__(self) -> None:
+        self.settings = replace(Settings.from_env({}), aws_endpoint_url=self.aws_url, aws_region="us-east-1")
+
+    @property
+    def aws_url(self) -> str:
+        return f"http://{HOST}:{self.ports.aws}"
+
+    @property
+    def ingress_url(self) -> str:
+        return f"http://{HOST}:{self.ports.ingress}"
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://{HOST}:{self.ports.admin}"
+
+    @property
+    def services_url(self) -> str:
+        return f"http://{HOST}:{self.ports.services}"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.data_dir / "logs"
+
+    def aws_client(self, service: str) -> Any:
+        """A boto3 client for the stand-in, for setup, tests and inspection."""
+        return boto3.client(
+            service,
+            endpoint_url=self.aws_url,
+            region_name=self.settings.aws_region,
+            aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        )
+
+    def start(self) -> None:
+        """Bring everything up in dependency order; on any failure, take it all down."""
+        self.ports.check_free()
+        try:
+            self.start_aws()
+            self.create_resources()
+            self.start_restate(fresh=True)
+            self.start_services()
+            self.register()
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        """Stop in reverse order of start, so nothing is left behind."""
+        for name in reversed(list(self.processes)):
+            self.processes[name].stop()
+
+    def dead(self) -> list[str]:
+        """Names of processes that have exited on their own."""
+        return [name for name, p in self.processes.items() if not p.alive]
+
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str], log: Path | None) -> Process:
+        process = Process(name, argv, env, log)
+        process.start()
+        self.processes[name] = process
+        return process
+
+    def start_aws(self) -> None:
+        argv = [
+            sys.executable,
+            "-c",
+            "from moto.server import main; main()",
+            "-H",
+            HOST,
+            "-p",
+            str(self.ports.aws),
+        ]
+        self._spawn("aws", argv, dict(os.environ), self.log_dir / "moto.log")
+        wait_until(http_ok(f"{self.aws_url}/moto-api/"), f"moto server on {self.aws_url}")
+
+    def create_resources(self) -> None:
+        """The three tables and the topic, as the CDK stack creates them on AWS."""
+        dynamodb = self.aws_client("dynamodb")
+        cfg = self.settings
+        for table in (cfg.flights_table, cfg.cars_table, cfg.payments_table):
+            dynamodb.create_table(
+                TableName=table,
+                AttributeDefinitions=[
+                    {"AttributeName": "pk", "AttributeType": "S"},
+                    {"AttributeName": "sk", "AttributeType": "S"},
+                ],
+                KeySchema=[
+                    {"AttributeName": "pk", "KeyType": "HASH"},
+                    {"AttributeName": "sk", "KeyType": "RANGE"},
+                ],
+                BillingMode="PAY_PER_REQUEST",
+            )
+        topic_arn = self.aws_client("sns").create_topic(Name=TOPIC_NAME)["TopicArn"]
+        self.settings = replace(self.settings, topic_arn=topic_arn)
+
+    def start_restate(self, fresh: bool = False) -> None:
+        """Start restate-server on loopback; `fresh` wipes its data first."""
+        data = self.data_dir / "restate"
+        if fresh and data.exists():
+            shutil.rmtree(data)
+        env = {
+            **os.environ,
+            "RESTATE_BIND_IP": HOST,
+            "RESTATE_BIND_PORT": str(self.ports.fabric),
+            "RESTATE_INGRESS__BIND_ADDRESS": f"{HOST}:{self.ports.ingress}",
+            "RESTATE_ADMIN__BIND_ADDRESS": f"{HOST}:{self.ports.admin}",
+            "RESTATE_DISABLE_TELEMETRY": "true",
+            "RESTATE_DEFAULT_NUM_PARTITIONS": str(self.partitions),
+            "RESTATE_ROCKSDB_TOTAL_MEMORY_SIZE": "64 MB",
+        }
+        argv = [str(restate_server_binary(self.project_dir)), "--base-dir", str(data)]
+        argv += ["--node-name", "holiday", "--no-logo"]
+        self._spawn("restate", argv, env, self.log_dir / "restate.log")
+        wait_until(http_ok(f"{self.admin_url}/health"), f"restate admin on {self.admin_url}")
+        wait_until(http_ok(f"{self.ingress_url}/restate/health"), f"restate ingress on {self.ingress_url}")
+
+    def start_services(self) -> None:
+        env = {
+            **os.environ,
+            **LOCAL_CREDENTIALS,
+            **self.settings.as_env(),
+            "AWS_ENDPOINT_URL": self.services_aws_endpoint or self.aws_url,
+            "PYTHONUNBUFFERED": "1",
+        }
+        env.pop("AWS_LAMBDA_FUNCTION_NAME", None)  # would turn restate.app into a Lambda handler
+        argv = [sys.executable, "-m", "holiday.server", "--host", HOST, "--port", str(self.ports.services)]
+        log = None if self.services_log_to_terminal else self.log_dir / "services.log"
+        self._spawn("services", argv, env, log)
+        wait_until(http_ok(f"{self.services_url}/health"), f"services on {self.services_url}")
+
+    def restart_services(self, kill: bool = True) -> None:
+        """Crash (SIGKILL) or stop the services and start them again on the same port."""
+        process = self.processes["services"]
+        if kill:
+            process.kill()
+        else:
+            process.stop()
+        self.start_services()
+
+    def register(self) -> None:
+        """Tell Restate where the services are (force: replace an earlier registration)."""
+        response = httpx.post(
+            f"{self.admin_url}/deployments", json={"uri": self.services_url, "force": True}, timeout=30
+        )
+        if response.status_code >= 300:
+            raise StackError(
+                f"registering {self.services_url} failed: {response.status_code} {response.text}"
+            )

@@ -1,0 +1,48 @@
+"""The payments service: charge a trip, and refund it when the trip is undone.
+
+A payment row is written `charged` by process and set `refunded` by refund.
+Refund accepts "never charged" and leaves a `refunded` tombstone, so a late
+retry of the charge cannot take the money again.
+"""
+
+from __future__ import annotations
+
+import restate
+
+from holiday.config import settings
+from holiday.durability import RETRY_POLICY, stored
+from holiday.faults import fail_if
+from holiday.models import BookingRef, BookingResult, PaymentRequest, RunType
+from holiday.storage import Ledger, ledger
+
+CHARGED, REFUNDED = "charged", "refunded"
+
+service = restate.Service(
+    "payments",
+    description="Charges and refunds trips.",
+    ingress_private=True,
+    invocation_retry_policy=RETRY_POLICY,
+)
+log = restate.getLogger("holiday.payments")
+
+
+def _ledger() -> Ledger:
+    return ledger(settings().payments_table)
+
+
+@service.handler()
+async def process(ctx: restate.Context, req: PaymentRequest) -> BookingResult:
+    """Charge the trip's amount once, however often this is retried."""
+    fail_if(req.run_type, RunType.FAIL_PAYMENT, "payment")
+    details = {"amount": req.amount, "currency": req.currency}
+    await stored(ctx, "charge", _ledger().insert, req.trip_id, req.booking_id, CHARGED, details)
+    log.info("trip=%s payment %s charged %s %s", req.trip_id, req.booking_id, req.amount, req.currency)
+    return BookingResult(trip_id=req.trip_id, booking_id=req.booking_id, status=CHARGED)
+
+
+@service.handler()
+async def refund(ctx: restate.Context, req: BookingRef) -> BookingResult:
+    """Give the money back; never fails on purpose."""
+    await stored(ctx, "refund", _ledger().close, req.trip_id, req.booking_id, REFUNDED)
+    log.info("trip=%s payment %s refunded", req.trip_id, req.booking_id)
+    return BookingResult(trip_id=req.trip_id, booking_id=req.booking_id, status=REFUNDED)

@@ -1,0 +1,125 @@
+"""Booking and payment rows, behind one small interface.
+
+Each table holds one row per booking (or payment): partition key `pk` is the
+trip id, sort key `sk` the booking id, and `transaction_status` its state.
+Every write is conditional or an idempotent overwrite, so a step that Restate
+retries, or replays after a crash, never writes a second row or revives a
+cancelled one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from decimal import Decimal
+from functools import cache
+from typing import Any, Protocol
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
+
+from holiday import aws
+
+Value = str | Decimal | int
+Row = dict[str, Any]
+
+_serialize = TypeSerializer().serialize
+_deserialize = TypeDeserializer().deserialize
+
+
+class RowConflict(Exception):
+    """The row is not in a state that allows the change (e.g. confirming a cancelled booking)."""
+
+
+class Ledger(Protocol):
+    """One table of rows that move through statuses."""
+
+    def insert(self, trip_id: str, row_id: str, status: str, details: Mapping[str, Value]) -> None:
+        """Create the row in `status`; repeating it is harmless, reviving a closed row is refused."""
+
+    def advance(self, trip_id: str, row_id: str, status: str, allowed_from: Iterable[str]) -> None:
+        """Move an existing row to `status` if it is in `allowed_from` (or already there)."""
+
+    def close(self, trip_id: str, row_id: str, status: str) -> None:
+        """Put the row in a final `status` whatever it held, leaving a tombstone if it never existed."""
+
+    def rows(self, trip_id: str) -> list[Row]:
+        """All rows of one trip, for lookups, tests and audits."""
+
+
+class DynamoLedger:
+    """A `Ledger` on one DynamoDB table (the real one, or the local stand-in)."""
+
+    def __init__(self, table_name: str, client: Any = None) -> None:
+        self.table_name = table_name
+        self._client = client if client is not None else aws.client("dynamodb")
+
+    def insert(self, trip_id: str, row_id: str, status: str, details: Mapping[str, Value]) -> None:
+        item = {**details, "pk": trip_id, "sk": row_id, "transaction_status": status, "updated_at": _now()}
+        self._conditional(
+            "put_item",
+            Item={k: _serialize(v) for k, v in item.items()},
+            ConditionExpression="attribute_not_exists(pk) OR transaction_status = :status",
+            ExpressionAttributeValues={":status": _serialize(status)},
+            what=f"insert {row_id} as {status}",
+        )
+
+    def advance(self, trip_id: str, row_id: str, status: str, allowed_from: Iterable[str]) -> None:
+        allowed = sorted({status, *allowed_from})
+        placeholders = {f":from{i}": _serialize(s) for i, s in enumerate(allowed)}
+        self._conditional(
+            "update_item",
+            Key=_key(trip_id, row_id),
+            UpdateExpression="SET transaction_status = :status, updated_at = :now",
+            ConditionExpression=f"transaction_status IN ({', '.join(placeholders)})",
+            ExpressionAttributeValues={
+                ":status": _serialize(status),
+                ":now": _serialize(_now()),
+                **placeholders,
+            },
+            what=f"move {row_id} to {status}",
+        )
+
+    def close(self, trip_id: str, row_id: str, status: str) -> None:
+        self._client.update_item(
+            TableName=self.table_name,
+            Key=_key(trip_id, row_id),
+            UpdateExpression="SET transaction_status = :status, updated_at = :now",
+            ExpressionAttributeValues={":status": _serialize(status), ":now": _serialize(_now())},
+        )
+
+    def rows(self, trip_id: str) -> list[Row]:
+        pages = self._client.get_paginator("query").paginate(
+            TableName=self.table_name,
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": _serialize(trip_id)},
+            ConsistentRead=True,
+        )
+        return [{k: _deserialize(v) for k, v in item.items()} for page in pages for item in page["Items"]]
+
+    def _conditional(self, operation: str, what: str, **request: Any) -> None:
+        try:
+            getattr(self._client, operation)(
+                TableName=self.table_name, ReturnValuesOnConditionCheckFailure="ALL_OLD", **request
+            )
+        except ClientError as err:
+            if err.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+            old = err.response.get("Item") or {}
+            held = _deserialize(old["transaction_status"]) if "transaction_status" in old else "no row"
+            raise RowConflict(f"cannot {what} in {self.table_name}: it is {held}") from err
+
+
+def _key(trip_id: str, row_id: str) -> dict[str, Any]:
+    return {"pk": _serialize(trip_id), "sk": _serialize(row_id)}
+
+
+def _now() -> Decimal:
+    """Seconds since the epoch, as DynamoDB stores numbers."""
+    return Decimal(f"{time.time():.3f}")
+
+
+@cache
+def ledger(table_name: str) -> DynamoLedger:
+    """One ledger per table, shared by every invocation in this process."""
+    return DynamoLedger(table_name)

@@ -1,0 +1,246 @@
+"""The trips service: the saga that books a flight, a car and a payment, or undoes them.
+
+Two Restate components live here:
+
+- `trips` (service), handler `reserve`: the public entry point,
+  `POST /trips/reserve`. It validates the body, fills in defaults and hands
+  the trip to its virtual object.
+- `trip` (virtual object keyed by trip id), handler `run`: the saga itself.
+  Restate runs one `run` per key at a time, so the same trip id sent twice
+  (or fifty times at once) books once; later calls get the first outcome.
+  Handler `status` reads the trip's record while or after it runs:
+  `GET /trip/<id>/status`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+
+import restate
+from pydantic import ValidationError
+from restate import TerminalError
+from restate.serde import BytesSerde, PydanticJsonSerde
+
+from holiday.cars import cars
+from holiday.durability import RETRY_POLICY
+from holiday.faults import fail_if
+from holiday.flights import flights
+from holiday.models import (
+    BadRequest,
+    BookingRef,
+    CarReservation,
+    FlightReservation,
+    PaymentRequest,
+    RunType,
+    StepRecord,
+    TripOutcome,
+    TripPlan,
+    TripRecord,
+    TripRequest,
+    describe,
+)
+from holiday.notify import Announcement, notifier
+from holiday.payments import process, refund
+from holiday.saga import Compensation, Saga
+
+FAILED_TRIP_STATUS = 409
+RECORD = "trip"
+_record_serde: PydanticJsonSerde[TripRecord] = PydanticJsonSerde(TripRecord)
+
+log = restate.getLogger("holiday.trips")
+
+trips = restate.Service(
+    "trips",
+    description="Books a trip: flight, car and payment, all or nothing.",
+    invocation_retry_policy=RETRY_POLICY,
+)
+trip = restate.VirtualObject(
+    "trip",
+    description="One trip's saga and its record, keyed by trip id.",
+    invocation_retry_policy=RETRY_POLICY,
+)
+
+
+@trips.handler(input_serde=BytesSerde())
+async def reserve(ctx: restate.Context, body: bytes | None) -> TripOutcome:
+    """Validate the request, then run (or rejoin) the trip's saga and return its outcome."""
+    try:
+        request = TripRequest.parse(body)
+    except BadRequest as bad:
+        raise TerminalError(str(bad), status_code=bad.status) from None
+    plan = await _plan(ctx, request)
+    return await ctx.object_call(run, key=plan.trip_id, arg=plan)
+
+
+async def _plan(ctx: restate.Context, request: TripRequest) -> TripPlan:
+    """Fill in what the caller left out; ids and clock come from Restate, so a retry sees the same."""
+    trip_id = request.trip_id or str(ctx.uuid())
+    depart_at, arrive_at = request.depart_at, request.arrive_at
+    if depart_at is None:
+        if arrive_at is not None:
+            depart_at = arrive_at - timedelta(hours=3)
+        else:
+            now = datetime.fromtimestamp(await ctx.time(), UTC)
+            depart_at = now.replace(hour=9, minute=0, second=0, microsecond=0) + timedelta(days=14)
+    arrive_at = arrive_at or depart_at + timedelta(hours=3)
+    rental_from = request.rental_from or arrive_at
+    try:
+        return TripPlan(
+            **request.model_dump(exclude={"trip_id", "depart_at", "arrive_at", "rental_from", "rental_to"}),
+            trip_id=trip_id,
+            depart_at=depart_at,
+            arrive_at=arrive_at,
+            rental_from=rental_from,
+            rental_to=request.rental_to or rental_from + timedelta(days=7),
+        )
+    except ValidationError as err:
+        raise TerminalError(describe(err), status_code=400) from None
+
+
+class TripRecorder:
+    """Keeps the trip's record in Restate state as the saga moves, and logs each step."""
+
+    def __init__(self, ctx: restate.ObjectContext, record: TripRecord) -> None:
+        self._ctx = ctx
+        self.record = record
+        self.save()
+
+    def started(self, name: str, ref: str | None, compensating: bool) -> None:
+        entries = self.record.compensations if compensating else self.record.steps
+        entries.append(StepRecord(name=name, id=ref, status="running"))
+        log.info("trip=%s %s: started%s", self.record.trip_id, name, f" (id {ref})" if ref else "")
+        self.save()
+
+    def finished(self, name: str, error: str | None, compensating: bool) -> None:
+        entries = self.record.compensations if compensating else self.record.steps
+        entry = next(e for e in reversed(entries) if e.name == name)
+        entry.status, entry.error = ("failed", error) if error else ("done", None)
+        log.info("trip=%s %s: %s", self.record.trip_id, name, f"failed: {error}" if error else "done")
+        self.save()
+
+    def save(self) -> None:
+        self._ctx.set(RECORD, self.record, serde=_record_serde)
+
+
+@trip.handler(ingress_private=True)
+async def run(ctx: restate.ObjectContext, plan: TripPlan) -> TripOutcome:
+    """The saga. Any terminal failure undoes what was done, newest first, then fails the call."""
+    earlier = await ctx.get(RECORD, serde=_record_serde)
+    if earlier is not None:
+        return _earlier_outcome(earlier)
+
+    recorder = TripRecorder(ctx, TripRecord(trip_id=plan.trip_id, status="running", run_type=plan.run_type))
+    saga = Saga(recorder)
+    flight = BookingRef(trip_id=plan.trip_id, booking_id=str(ctx.uuid()), run_type=plan.run_type)
+    car = BookingRef(trip_id=plan.trip_id, booking_id=str(ctx.uuid()), run_type=plan.run_type)
+    payment = BookingRef(trip_id=plan.trip_id, booking_id=str(ctx.uuid()), run_type=plan.run_type)
+
+    def call(handler: object, arg: BookingRef) -> Callable[[], Awaitable[object]]:
+        return lambda: ctx.service_call(handler, arg=arg)
+
+    try:
+        await saga.step(
+            "reserve flight",
+            call(flights.reserve, FlightReservation(**flight.model_dump(), **_flight_details(plan))),
+            undo=Compensation("cancel flight", call(flights.cancel, flight), flight.booking_id),
+            ref=flight.booking_id,
+        )
+        await saga.step(
+            "reserve car",
+            call(cars.reserve, CarReservation(**car.model_dump(), **_car_details(plan))),
+            undo=Compensation("cancel car", call(cars.cancel, car), car.booking_id),
+            ref=car.booking_id,
+        )
+        await saga.step(
+            "process payment",
+            call(process, PaymentRequest(**payment.model_dump(), amount=plan.amount, currency=plan.currency)),
+            undo=Compensation("refund payment", call(refund, payment), payment.booking_id),
+            ref=payment.booking_id,
+        )
+        # A failed confirmation is undone by the cancel registered at reservation.
+        await saga.step("confirm flight", call(flights.confirm, flight), ref=flight.booking_id)
+        await saga.step("confirm car", call(cars.confirm, car), ref=car.booking_id)
+        outcome = TripOutcome(
+            trip_id=plan.trip_id,
+            flight_booking_id=flight.booking_id,
+            car_booking_id=car.booking_id,
+            payment_id=payment.booking_id,
+        )
+        success = Announcement(
+            trip_id=plan.trip_id, outcome="success", message=f"trip {plan.trip_id} is booked"
+        )
+        await saga.step("send notification", lambda: _announce(ctx, success, plan.run_type))
+    except TerminalError as err:
+        raise await _undo(ctx, saga, recorder, err) from err
+
+    recorder.record.status, recorder.record.outcome = "succeeded", outcome
+    recorder.save()
+    return outcome
+
+
+async def _undo(
+    ctx: restate.ObjectContext, saga: Saga, recorder: TripRecorder, err: TerminalError
+) -> TerminalError:
+    """Compensate, announce the failure, record it; return the error to fail the call with."""
+    record = recorder.record
+    record.status, record.failed_step = "compensating", saga.failed_step
+    recorder.save()
+    undone = await saga.compensate()
+    where = f"failed at {saga.failed_step}" if saga.failed_step else "was stopped"
+    message = f"trip {record.trip_id} {where}: {err.message}; compensated: {', '.join(undone) or 'nothing'}"
+    failure = Announcement(
+        trip_id=record.trip_id,
+        outcome="failure",
+        message=message,
+        failed_step=saga.failed_step,
+        compensations=undone,
+    )
+    await _announce(ctx, failure)
+    record.status, record.error = "failed", message
+    recorder.save()
+    log.info("trip=%s failed and compensated", record.trip_id)
+    return TerminalError(message, status_code=FAILED_TRIP_STATUS)
+
+
+async def _announce(
+    ctx: restate.ObjectContext, announcement: Announcement, run_type: RunType | None = None
+) -> None:
+    fail_if(run_type, RunType.FAIL_NOTIFICATION, "success notification")
+    await ctx.run_typed(
+        f"announce {announcement.outcome}", notifier().announce, restate.RunOptions(), announcement
+    )
+
+
+def _earlier_outcome(record: TripRecord) -> TripOutcome:
+    """A trip id already used: answer with that trip's outcome, never book again."""
+    if record.outcome is not None:
+        return record.outcome
+    if record.status == "failed" and record.error:
+        raise TerminalError(record.error, status_code=FAILED_TRIP_STATUS)
+    raise TerminalError(
+        f"trip {record.trip_id} was interrupted while {record.status}; see GET /trip/{record.trip_id}/status",
+        status_code=FAILED_TRIP_STATUS,
+    )
+
+
+def _flight_details(plan: TripPlan) -> dict[str, object]:
+    return plan.model_dump(include={"depart_city", "arrive_city", "depart_at", "arrive_at"})
+
+
+def _car_details(plan: TripPlan) -> dict[str, object]:
+    return {
+        "car_class": plan.car_class,
+        "city": plan.arrive_city,
+        "rental_from": plan.rental_from,
+        "rental_to": plan.rental_to,
+    }
+
+
+@trip.handler(kind="shared")
+async def status(ctx: restate.ObjectSharedContext) -> TripRecord:
+    """The trip's record: each step with its id and status, compensations, outcome."""
+    record = await ctx.get(RECORD, serde=_record_serde)
+    if record is None:
+        raise TerminalError(f"no trip with id {ctx.key()!r}", status_code=404)
+    return record
