@@ -15,6 +15,7 @@ from typing import Any
 import restate
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
+from restate.server import install_shutdown_hook
 
 from holiday import cars, flights, payments, trips
 
@@ -36,14 +37,17 @@ def hypercorn_config(host: str, port: int) -> Config:
     config.keep_alive_timeout = 3600
     config.graceful_timeout = 2
     config.accesslog = None
+    config.loglevel = "ERROR"  # not its warning that Restate's app has no ASGI lifespan
     return config
 
 
 async def _serve(host: str, port: int) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    # The Restate app claims SIGTERM (to drain invocations); join its hook rather than replace it.
+    install_shutdown_hook(loop, stop.set, signal.SIGTERM)
+    logging.getLogger("holiday.server").info("serving trips, flights, cars and payments on http://%s:%d", host, port)
     await serve(app, hypercorn_config(host, port), shutdown_trigger=stop.wait)
 
 

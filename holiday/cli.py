@@ -1,0 +1,175 @@
+"""`holiday`: run the local stack, book trips and look them up from a terminal."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+import httpx
+
+from holiday.models import RunType
+
+DEFAULT_INGRESS = "http://127.0.0.1:8080"
+ingress_option = click.option(
+    "--ingress",
+    envvar="HOLIDAY_INGRESS",
+    default=DEFAULT_INGRESS,
+    show_default=True,
+    help="Restate ingress URL (env HOLIDAY_INGRESS).",
+)
+
+
+@click.group()
+def main() -> None:
+    """A durable holiday-booking saga on Restate."""
+
+
+def _port_option(name: str, default: int, what: str) -> Any:
+    return click.option(
+        f"--{name}-port",
+        envvar=f"HOLIDAY_{name.upper()}_PORT",
+        default=default,
+        show_default=True,
+        help=f"{what} (env HOLIDAY_{name.upper()}_PORT).",
+    )
+
+
+@main.command()
+@_port_option("ingress", 8080, "Restate ingress port")
+@_port_option("admin", 9070, "Restate admin port")
+@_port_option("aws", 4566, "Local AWS stand-in (moto) port")
+@_port_option("services", 9080, "Port the four services listen on")
+@_port_option("fabric", 5122, "Restate's internal node-to-node port")
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    default=Path(".holiday"),
+    show_default=True,
+    help="Restate's data and the logs; wiped at each start, since moto keeps its tables in memory.",
+)
+def dev(
+    ingress_port: int, admin_port: int, aws_port: int, services_port: int, fabric_port: int, data_dir: Path
+) -> None:
+    """Run the whole stack on 127.0.0.1 until Ctrl-C: moto, restate-server and the services."""
+    from holiday.devstack import LocalStack, Ports, StackError
+
+    ports = Ports(aws=aws_port, ingress=ingress_port, admin=admin_port, services=services_port, fabric=fabric_port)
+    stack = LocalStack(Path.cwd(), data_dir.resolve(), ports, services_log_to_terminal=True)
+    signal.signal(signal.SIGINT, _interrupt)  # even when started with SIGINT ignored (e.g. from `&`)
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        click.echo("Starting moto, restate-server and the services ...")
+        stack.start()
+        click.echo(_banner(stack))
+        while not (dead := stack.dead()):
+            time.sleep(0.5)
+        _fail(f"{', '.join(dead)} stopped unexpectedly; see {stack.log_dir}")
+    except StackError as err:
+        _fail(str(err))
+    except KeyboardInterrupt:
+        click.echo("\nStopping ...")
+    finally:
+        stack.stop()
+
+
+def _interrupt(*_: object) -> NoReturn:
+    """Ctrl-C and SIGTERM both stop the stack cleanly."""
+    raise KeyboardInterrupt
+
+
+def _banner(stack: Any) -> str:
+    i = stack.ingress_url
+    return f"""
+The holiday stack is up (everything on 127.0.0.1):
+  ingress   {i}
+  admin     {stack.admin_url}
+  AWS       {stack.aws_url}  (moto: tables {stack.settings.flights_table}, {stack.settings.cars_table}, \
+{stack.settings.payments_table}; topic {stack.settings.topic_arn})
+  services  {stack.services_url}
+  logs      {stack.log_dir} (restate.log, moto.log); the services log below
+
+Try:
+  curl {i}/trips/reserve --json '{{}}'
+  curl {i}/trips/reserve --json '{{"request": {{"run_type": "failPayment"}}}}'
+  curl {i}/trips/reserve --json '{{"trip_id": "foo"}}'
+  curl {i}/trip/foo/status
+  holiday reserve --run-type failNotification
+
+Ctrl-C stops everything.
+"""
+
+
+@main.command()
+@click.option("--trip-id", help="Your own trip id (1-64 of A-Z a-z 0-9 _ -); a new one by default.")
+@click.option("--run-type", type=click.Choice([r.value for r in RunType]), help="Inject this failure.")
+@click.option("--idempotency-key", help="Repeat-safe call: the same key returns the same answer.")
+@ingress_option
+def reserve(trip_id: str | None, run_type: str | None, idempotency_key: str | None, ingress: str) -> None:
+    """Book a trip through the ingress and print the outcome."""
+    body = {k: v for k, v in {"trip_id": trip_id, "run_type": run_type}.items() if v}
+    headers = {"idempotency-key": idempotency_key} if idempotency_key else {}
+    response = _call("POST", f"{ingress}/trips/reserve", json=body, headers=headers)
+    if response.status_code == 200:
+        out = response.json()
+        click.echo(f"Trip {out['trip_id']} is booked.")
+        click.echo(f"  flight booking  {out['flight_booking_id']}")
+        click.echo(f"  car booking     {out['car_booking_id']}")
+        click.echo(f"  payment         {out['payment_id']}")
+        return
+    _fail(f"Trip not booked (HTTP {response.status_code}): {_message(response)}")
+
+
+@main.command()
+@click.argument("trip_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the raw record.")
+@ingress_option
+def trip(trip_id: str, as_json: bool, ingress: str) -> None:
+    """Show a trip: each step with its id and status, the compensations, the outcome."""
+    response = _call("GET", f"{ingress}/trip/{trip_id}/status")
+    if response.status_code != 200:
+        _fail(f"HTTP {response.status_code}: {_message(response)}")
+    record = response.json()
+    if as_json:
+        click.echo(json.dumps(record, indent=2))
+        return
+    click.echo(f"Trip {record['trip_id']}: {record['status']}")
+    if record.get("run_type"):
+        click.echo(f"  injected failure: {record['run_type']}")
+    click.echo("  steps:")
+    for step in record["steps"]:
+        click.echo(_line(step))
+    if record["compensations"]:
+        click.echo("  compensations (in the order run):")
+        for step in record["compensations"]:
+            click.echo(_line(step))
+    if record.get("error"):
+        click.echo(f"  error: {record['error']}")
+
+
+def _line(step: dict[str, Any]) -> str:
+    ident = f"  {step['id']}" if step.get("id") else ""
+    error = f"  ({step['error']})" if step.get("error") else ""
+    return f"    {step['name']:<18} {step['status']:<8}{ident}{error}"
+
+
+def _call(method: str, url: str, **kwargs: Any) -> httpx.Response:
+    try:
+        return httpx.request(method, url, timeout=60, **kwargs)
+    except httpx.HTTPError as err:
+        _fail(f"cannot reach the Restate ingress at {url}: {err}. Is `make dev` running?")
+
+
+def _message(response: httpx.Response) -> str:
+    try:
+        return str(response.json().get("message", response.text))
+    except ValueError:
+        return response.text
+
+
+def _fail(message: str) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    raise SystemExit(1)

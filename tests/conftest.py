@@ -1,0 +1,57 @@
+"""Fixtures: one real local stack (moto + restate-server + services) for the whole session."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from holiday.devstack import LocalStack, Ports
+from tests.support import AwsProxy, Inbox
+
+PROJECT_DIR = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def ports() -> Ports:
+    """Free ports, so the tests run beside a `holiday dev` on the default ones."""
+    return Ports.free()
+
+
+@pytest.fixture(scope="session")
+def aws_proxy(ports: Ports) -> Iterator[AwsProxy]:
+    """Sits between the services and moto, to hold a request while a test crashes the services."""
+    proxy = AwsProxy(f"http://127.0.0.1:{ports.aws}")
+    yield proxy
+    proxy.close()
+
+
+@pytest.fixture(scope="session")
+def stack(ports: Ports, aws_proxy: AwsProxy, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    """The same stack `holiday dev` runs, on free ports, with the services' AWS calls proxied."""
+    local = LocalStack(PROJECT_DIR, tmp_path_factory.mktemp("stack"), ports, services_aws_endpoint=aws_proxy.url)
+    local.start()
+    yield local
+    local.stop()
+
+
+@pytest.fixture(scope="session")
+def inbox(stack: LocalStack) -> Inbox:
+    return Inbox(stack)
+
+
+@pytest.fixture(scope="session")
+def ingress(stack: LocalStack) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=stack.ingress_url, timeout=60) as client:
+        yield client
+
+
+@pytest.fixture
+def trip_id(request: pytest.FixtureRequest) -> str:
+    """A fresh trip id per test, readable in logs."""
+    readable = re.sub(r"[^A-Za-z0-9_-]+", "-", request.node.name.removeprefix("test_"))[:50].strip("-")
+    return f"{readable}-{uuid.uuid4().hex[:8]}"

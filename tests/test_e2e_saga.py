@@ -1,0 +1,148 @@
+"""The failure matrix, end to end: HTTP answer, table rows, SNS messages, compensation order."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+
+from holiday.devstack import LocalStack
+from tests.support import TABLES, Inbox, rows, statuses
+
+ALL_UNDONE = ["refund payment", "cancel car", "cancel flight"]
+
+
+@dataclass(frozen=True)
+class Expected:
+    failed_step: str | None
+    tables: dict[str, list[str]]
+    compensations: list[str]
+
+
+MATRIX: dict[str | None, Expected] = {
+    None: Expected(None, {"flights": ["confirmed"], "cars": ["confirmed"], "payments": ["charged"]}, []),
+    "failFlightsReservation": Expected(
+        "reserve flight", {"flights": ["cancelled"], "cars": [], "payments": []}, ["cancel flight"]
+    ),
+    "failCarRentalReservation": Expected(
+        "reserve car", {"flights": ["cancelled"], "cars": ["cancelled"], "payments": []}, ["cancel car", "cancel flight"]
+    ),
+    "failPayment": Expected(
+        "process payment",
+        {"flights": ["cancelled"], "cars": ["cancelled"], "payments": ["refunded"]},
+        ALL_UNDONE,
+    ),
+    "failFlightsConfirmation": Expected(
+        "confirm flight",
+        {"flights": ["cancelled"], "cars": ["cancelled"], "payments": ["refunded"]},
+        ALL_UNDONE,
+    ),
+    "failCarRentalConfirmation": Expected(
+        "confirm car",
+        {"flights": ["cancelled"], "cars": ["cancelled"], "payments": ["refunded"]},
+        ALL_UNDONE,
+    ),
+    "failNotification": Expected(
+        "send notification",
+        {"flights": ["cancelled"], "cars": ["cancelled"], "payments": ["refunded"]},
+        ALL_UNDONE,
+    ),
+}
+
+
+def body(shape: str, **fields: Any) -> dict[str, Any]:
+    """The flat body the original's code reads, or the `{"request": ...}` wrapper its README shows."""
+    fields = {k: v for k, v in fields.items() if v is not None}
+    return fields if shape == "flat" else {"request": fields}
+
+
+@pytest.mark.parametrize("shape", ["flat", "wrapped"])
+@pytest.mark.parametrize("run_type", list(MATRIX))
+def test_each_run_type_gives_its_documented_outcome(
+    run_type: str | None,
+    shape: str,
+    trip_id: str,
+    stack: LocalStack,
+    ingress: httpx.Client,
+    inbox: Inbox,
+) -> None:
+    expected = MATRIX[run_type]
+    response = ingress.post("/trips/reserve", json=body(shape, trip_id=trip_id, run_type=run_type))
+
+    if expected.failed_step is None:
+        assert response.status_code == 200, response.text
+        answer = response.json()
+        assert answer["status"] == "success"
+        assert answer["trip_id"] == trip_id
+        ids = {"flights": answer["flight_booking_id"], "cars": answer["car_booking_id"]}
+        ids["payments"] = answer["payment_id"]
+        assert {t: [r["sk"] for r in rows(stack, t, trip_id)] for t in TABLES} == {t: [i] for t, i in ids.items()}
+        [message] = inbox.messages(trip_id)
+        assert message["outcome"] == "success"
+        assert message["compensations"] == []
+    else:
+        assert response.status_code == 409, response.text
+        message_text = response.json()["message"]
+        assert f"trip {trip_id} failed at {expected.failed_step}" in message_text
+        assert f"injected by run_type {run_type}" in message_text
+        assert message_text.endswith("compensated: " + ", ".join(expected.compensations))
+        # Announced once, as a failure (for failNotification the success message itself failed).
+        [message] = inbox.messages(trip_id)
+        assert message["outcome"] == "failure"
+        assert message["failed_step"] == expected.failed_step
+        assert message["compensations"] == expected.compensations
+
+    assert statuses(stack, trip_id) == expected.tables
+
+
+@pytest.mark.parametrize("run_type", ["failPayment", "failNotification"])
+def test_compensations_run_newest_first(run_type: str, trip_id: str, stack: LocalStack, ingress: httpx.Client) -> None:
+    response = ingress.post("/trips/reserve", json={"trip_id": trip_id, "run_type": run_type})
+    assert response.status_code == 409
+
+    # The rows say it: each undo stamped its row, refund first, flight last.
+    [payment], [car], [flight] = (rows(stack, t, trip_id) for t in ("payments", "cars", "flights"))
+    assert payment["updated_at"] <= car["updated_at"] <= flight["updated_at"]
+
+    # And so does the trip's record.
+    record = ingress.get(f"/trip/{trip_id}/status").json()
+    assert [(c["name"], c["status"]) for c in record["compensations"]] == [(n, "done") for n in ALL_UNDONE]
+    assert [c["id"] for c in record["compensations"]] == [payment["sk"], car["sk"], flight["sk"]]
+
+
+def test_empty_body_books_a_trip_with_a_new_id(stack: LocalStack, ingress: httpx.Client, inbox: Inbox) -> None:
+    first = ingress.post("/trips/reserve")
+    second = ingress.post("/trips/reserve", json={})
+    assert first.status_code == second.status_code == 200, (first.text, second.text)
+    a, b = first.json()["trip_id"], second.json()["trip_id"]
+    assert a != b
+    for trip in (a, b):
+        assert statuses(stack, trip) == MATRIX[None].tables
+        assert [m["outcome"] for m in inbox.messages(trip)] == ["success"]
+
+
+def test_trip_details_are_stored_with_the_bookings(trip_id: str, stack: LocalStack, ingress: httpx.Client) -> None:
+    response = ingress.post(
+        "/trips/reserve",
+        json={
+            "trip_id": trip_id,
+            "depart_city": "Oslo",
+            "arrive_city": "Rome",
+            "depart_at": "2027-03-01T08:00:00Z",
+            "car_class": "van",
+            "amount": "99.50",
+            "currency": "NOK",
+        },
+    )
+    assert response.status_code == 200, response.text
+    [flight] = rows(stack, "flights", trip_id)
+    assert (flight["depart_city"], flight["arrive_city"]) == ("Oslo", "Rome")
+    assert flight["depart_at"].startswith("2027-03-01T08:00:00")
+    assert flight["arrive_at"].startswith("2027-03-01T11:00:00")  # three hours later by default
+    [car] = rows(stack, "cars", trip_id)
+    assert (car["car_class"], car["city"]) == ("van", "Rome")
+    [payment] = rows(stack, "payments", trip_id)
+    assert (payment["amount"], payment["currency"]) == (Decimal("99.50"), "NOK")
