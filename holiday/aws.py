@@ -30,7 +30,7 @@ def client(service: str) -> Any:
     """The shared low-level client for `service` ("dynamodb", "sns", ...)."""
     cfg = settings()
     return boto3.session.Session().client(
-        service,  # type: ignore[call-overload]
+        service,
         region_name=cfg.aws_region,
         endpoint_url=cfg.aws_endpoint_url,
         config=_CLIENT_CONFIG,

@@ -13,9 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import restate
-from restate.serde import PydanticJsonSerde
 
-from holiday.durability import RETRY_POLICY, stored
+from holiday.durability import RETRY_POLICY, pydantic_serde, replay_safe_logger, stored
 from holiday.faults import fail_if
 from holiday.models import BookingRef, BookingResult, RunType
 from holiday.storage import ledger
@@ -49,9 +48,9 @@ def booking_service(
         ingress_private=True,
         invocation_retry_policy=RETRY_POLICY,
     )
-    log = restate.getLogger(f"holiday.{name}")
+    log = replay_safe_logger(f"holiday.{name}")
 
-    @service.handler(input_serde=PydanticJsonSerde(reservation))
+    @service.handler(input_serde=pydantic_serde(reservation))
     async def reserve(ctx: restate.Context, req: BookingRef) -> BookingResult:
         """Hold a booking as `pending` until the trip is paid for."""
         fail_if(req.run_type, fail_reserve, f"{noun} reservation")

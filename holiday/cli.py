@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -28,7 +29,7 @@ def main() -> None:
     """A durable holiday-booking saga on Restate."""
 
 
-def _port_option(name: str, default: int, what: str) -> Any:
+def _port_option(name: str, default: int, what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     return click.option(
         f"--{name}-port",
         envvar=f"HOLIDAY_{name.upper()}_PORT",
@@ -173,3 +174,7 @@ def _message(response: httpx.Response) -> str:
 def _fail(message: str) -> NoReturn:
     click.echo(f"error: {message}", err=True)
     raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()

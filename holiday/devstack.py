@@ -321,6 +321,4 @@ class LocalStack:
             f"{self.admin_url}/deployments", json={"uri": self.services_url, "force": True}, timeout=30
         )
         if response.status_code >= 300:
-            raise StackError(
-                f"registering {self.services_url} failed: {response.status_code} {response.text}"
-            )
+            raise StackError(f"registering {self.services_url} failed: {response.status_code} {response.text}")

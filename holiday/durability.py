@@ -9,16 +9,20 @@ ends a step for good.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import timedelta
 from typing import TypeVar
 
 import restate
-from restate import InvocationRetryPolicy, TerminalError
+from pydantic import BaseModel
+from restate import InvocationRetryPolicy, RestateLoggingFilter, TerminalError
+from restate.serde import PydanticJsonSerde
 
 from holiday.storage import RowConflict
 
 T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
 
 RETRY_POLICY = InvocationRetryPolicy(
     initial_interval=timedelta(milliseconds=100),
@@ -28,6 +32,18 @@ RETRY_POLICY = InvocationRetryPolicy(
     max_attempts=35_000,
     on_max_attempts="pause",
 )
+
+
+def replay_safe_logger(name: str) -> logging.Logger:
+    """A logger that stays quiet while Restate replays a handler, so each step logs once."""
+    logger = logging.getLogger(name)
+    logger.addFilter(RestateLoggingFilter())
+    return logger
+
+
+def pydantic_serde(model: type[M]) -> PydanticJsonSerde[M]:
+    """The SDK's serde for `model`, for where the handler's annotation cannot name it."""
+    return PydanticJsonSerde(model)  # type: ignore[no-untyped-call]
 
 
 async def stored(ctx: restate.Context, name: str, write: Callable[..., T], *args: object) -> T:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import restate
 
 from holiday.config import settings
-from holiday.durability import RETRY_POLICY, stored
+from holiday.durability import RETRY_POLICY, replay_safe_logger, stored
 from holiday.faults import fail_if
 from holiday.models import BookingRef, BookingResult, PaymentRequest, RunType
 from holiday.storage import Ledger, ledger
@@ -23,7 +23,7 @@ service = restate.Service(
     ingress_private=True,
     invocation_retry_policy=RETRY_POLICY,
 )
-log = restate.getLogger("holiday.payments")
+log = replay_safe_logger("holiday.payments")
 
 
 def _ledger() -> Ledger:

@@ -19,7 +19,13 @@ from restate.server import install_shutdown_hook
 
 from holiday import cars, flights, payments, trips
 
-SERVICES = [trips.trips, trips.trip, flights.service, cars.service, payments.service]
+SERVICES: list[restate.Service | restate.VirtualObject] = [
+    trips.trips,
+    trips.trip,
+    flights.service,
+    cars.service,
+    payments.service,
+]
 
 app: Any = restate.app(services=SERVICES)
 

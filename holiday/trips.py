@@ -16,14 +16,15 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import restate
 from pydantic import ValidationError
 from restate import TerminalError
-from restate.serde import BytesSerde, PydanticJsonSerde
+from restate.serde import BytesSerde
 
 from holiday.cars import cars
-from holiday.durability import RETRY_POLICY
+from holiday.durability import RETRY_POLICY, pydantic_serde, replay_safe_logger
 from holiday.faults import fail_if
 from holiday.flights import flights
 from holiday.models import (
@@ -46,9 +47,9 @@ from holiday.saga import Compensation, Saga
 
 FAILED_TRIP_STATUS = 409
 RECORD = "trip"
-_record_serde: PydanticJsonSerde[TripRecord] = PydanticJsonSerde(TripRecord)
+_record_serde = pydantic_serde(TripRecord)
 
-log = restate.getLogger("holiday.trips")
+log = replay_safe_logger("holiday.trips")
 
 trips = restate.Service(
     "trips",
@@ -136,7 +137,7 @@ async def run(ctx: restate.ObjectContext, plan: TripPlan) -> TripOutcome:
     car = BookingRef(trip_id=plan.trip_id, booking_id=str(ctx.uuid()), run_type=plan.run_type)
     payment = BookingRef(trip_id=plan.trip_id, booking_id=str(ctx.uuid()), run_type=plan.run_type)
 
-    def call(handler: object, arg: BookingRef) -> Callable[[], Awaitable[object]]:
+    def call(handler: Any, arg: BookingRef) -> Callable[[], Awaitable[object]]:
         return lambda: ctx.service_call(handler, arg=arg)
 
     try:
@@ -167,9 +168,7 @@ async def run(ctx: restate.ObjectContext, plan: TripPlan) -> TripOutcome:
             car_booking_id=car.booking_id,
             payment_id=payment.booking_id,
         )
-        success = Announcement(
-            trip_id=plan.trip_id, outcome="success", message=f"trip {plan.trip_id} is booked"
-        )
+        success = Announcement(trip_id=plan.trip_id, outcome="success", message=f"trip {plan.trip_id} is booked")
         await saga.step("send notification", lambda: _announce(ctx, success, plan.run_type))
     except TerminalError as err:
         raise await _undo(ctx, saga, recorder, err) from err
@@ -179,9 +178,7 @@ async def run(ctx: restate.ObjectContext, plan: TripPlan) -> TripOutcome:
     return outcome
 
 
-async def _undo(
-    ctx: restate.ObjectContext, saga: Saga, recorder: TripRecorder, err: TerminalError
-) -> TerminalError:
+async def _undo(ctx: restate.ObjectContext, saga: Saga, recorder: TripRecorder, err: TerminalError) -> TerminalError:
     """Compensate, announce the failure, record it; return the error to fail the call with."""
     record = recorder.record
     record.status, record.failed_step = "compensating", saga.failed_step
@@ -203,13 +200,9 @@ async def _undo(
     return TerminalError(message, status_code=FAILED_TRIP_STATUS)
 
 
-async def _announce(
-    ctx: restate.ObjectContext, announcement: Announcement, run_type: RunType | None = None
-) -> None:
+async def _announce(ctx: restate.ObjectContext, announcement: Announcement, run_type: RunType | None = None) -> None:
     fail_if(run_type, RunType.FAIL_NOTIFICATION, "success notification")
-    await ctx.run_typed(
-        f"announce {announcement.outcome}", notifier().announce, restate.RunOptions(), announcement
-    )
+    await ctx.run_typed(f"announce {announcement.outcome}", notifier().announce, restate.RunOptions(), announcement)
 
 
 def _earlier_outcome(record: TripRecord) -> TripOutcome:

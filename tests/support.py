@@ -115,7 +115,7 @@ class AwsProxy:
             hold.released.wait(60)
 
     def _forward(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, Any, bytes]:
-        conn = http.client.HTTPConnection(self.upstream.hostname, self.upstream.port, timeout=30)
+        conn = http.client.HTTPConnection(self.upstream.hostname or "127.0.0.1", self.upstream.port, timeout=30)
         try:
             conn.request(method, path, body=body, headers=headers)
             response = conn.getresponse()
@@ -130,9 +130,9 @@ class Inbox:
     def __init__(self, stack: LocalStack) -> None:
         self.sqs = stack.aws_client("sqs")
         self.queue_url = self.sqs.create_queue(QueueName="trip-announcements")["QueueUrl"]
-        queue_arn = self.sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["QueueArn"])[
-            "Attributes"
-        ]["QueueArn"]
+        queue_arn = self.sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
         stack.aws_client("sns").subscribe(
             TopicArn=stack.settings.topic_arn,
             Protocol="sqs",
@@ -143,10 +143,16 @@ class Inbox:
 
     def messages(self, trip_id: str) -> list[dict[str, Any]]:
         """Every announcement received so far for `trip_id`."""
-        while True:
-            batch = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10).get("Messages", [])
-            if not batch:
-                return list(self.by_trip[trip_id])
+        self._drain()
+        return list(self.by_trip[trip_id])
+
+    def count(self) -> int:
+        """How many announcements have arrived, for all trips."""
+        self._drain()
+        return sum(len(m) for m in self.by_trip.values())
+
+    def _drain(self) -> None:
+        while batch := self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10).get("Messages"):
             for message in batch:
                 body = json.loads(message["Body"])
                 self.by_trip[body["trip_id"]].append(body)

@@ -28,7 +28,9 @@ MATRIX: dict[str | None, Expected] = {
         "reserve flight", {"flights": ["cancelled"], "cars": [], "payments": []}, ["cancel flight"]
     ),
     "failCarRentalReservation": Expected(
-        "reserve car", {"flights": ["cancelled"], "cars": ["cancelled"], "payments": []}, ["cancel car", "cancel flight"]
+        "reserve car",
+        {"flights": ["cancelled"], "cars": ["cancelled"], "payments": []},
+        ["cancel car", "cancel flight"],
     ),
     "failPayment": Expected(
         "process payment",

@@ -1,0 +1,117 @@
+"""Crashes: the services process is SIGKILLed in the middle of a saga and started again.
+
+The proxy between the services and moto holds one chosen DynamoDB write, so
+the crash lands at an exact step. The held write is let through *after* the
+restart, like a packet from a dead process arriving late: the conditional
+writes must make it harmless.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import httpx
+import pytest
+
+from holiday.devstack import LocalStack
+from tests.support import AwsProxy, Inbox, poll, rows, statuses
+
+
+@pytest.fixture
+def background() -> Iterator[ThreadPoolExecutor]:
+    with ThreadPoolExecutor(1) as pool:
+        yield pool
+
+
+def crash_while_held(
+    stack: LocalStack,
+    aws_proxy: AwsProxy,
+    background: ThreadPoolExecutor,
+    ingress: httpx.Client,
+    body: dict[str, Any],
+    *needles: bytes,
+) -> httpx.Response:
+    """Send `body`; when the write matching `needles` is in flight, SIGKILL and restart the services."""
+    hold = aws_proxy.hold(*needles)
+    answer: Future[httpx.Response] = background.submit(ingress.post, "/trips/reserve", json=body)
+    hold.wait_held()
+    stack.restart_services(kill=True)
+    hold.release()
+    return answer.result(timeout=60)
+
+
+def test_crash_while_reserving_the_car_still_books_the_trip_once(
+    trip_id: str,
+    stack: LocalStack,
+    aws_proxy: AwsProxy,
+    background: ThreadPoolExecutor,
+    ingress: httpx.Client,
+    inbox: Inbox,
+) -> None:
+    response = crash_while_held(
+        stack,
+        aws_proxy,
+        background,
+        ingress,
+        {"trip_id": trip_id},
+        b'"TableName": "cars"',
+        b"pending",
+        trip_id.encode(),
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["car_booking_id"] == rows(stack, "cars", trip_id)[0]["sk"]
+    assert statuses(stack, trip_id) == {"flights": ["confirmed"], "cars": ["confirmed"], "payments": ["charged"]}
+    assert [m["outcome"] for m in inbox.messages(trip_id)] == ["success"]
+
+
+def test_crash_while_compensating_resumes_and_finishes_the_undo(
+    trip_id: str,
+    stack: LocalStack,
+    aws_proxy: AwsProxy,
+    background: ThreadPoolExecutor,
+    ingress: httpx.Client,
+    inbox: Inbox,
+) -> None:
+    response = crash_while_held(
+        stack,
+        aws_proxy,
+        background,
+        ingress,
+        {"trip_id": trip_id, "run_type": "failPayment"},
+        b'"TableName": "cars"',
+        b"cancelled",
+        trip_id.encode(),
+    )
+    assert response.status_code == 409, response.text
+    assert response.json()["message"].endswith("compensated: refund payment, cancel car, cancel flight")
+    assert statuses(stack, trip_id) == {"flights": ["cancelled"], "cars": ["cancelled"], "payments": ["refunded"]}
+    record = ingress.get(f"/trip/{trip_id}/status").json()
+    assert [(c["name"], c["status"]) for c in record["compensations"]] == [
+        ("refund payment", "done"),
+        ("cancel car", "done"),
+        ("cancel flight", "done"),
+    ]
+    assert [m["outcome"] for m in inbox.messages(trip_id)] == ["failure"]
+
+
+def test_trip_lookup_shows_the_step_in_flight(
+    trip_id: str, aws_proxy: AwsProxy, background: ThreadPoolExecutor, ingress: httpx.Client
+) -> None:
+    hold = aws_proxy.hold(b'"TableName": "payments"', trip_id.encode())
+    answer = background.submit(ingress.post, "/trips/reserve", json={"trip_id": trip_id})
+    hold.wait_held()
+    record = poll(
+        lambda: ingress.get(f"/trip/{trip_id}/status").json(),
+        lambda r: r.get("steps", [{}])[-1].get("name") == "process payment",
+        "the lookup to show the payment step",
+    )
+    assert record["status"] == "running"
+    assert [(s["name"], s["status"]) for s in record["steps"]] == [
+        ("reserve flight", "done"),
+        ("reserve car", "done"),
+        ("process payment", "running"),
+    ]
+    hold.release()
+    assert answer.result(timeout=60).status_code == 200

@@ -1,0 +1,133 @@
+"""Unit tests of the saga mechanics, on plain coroutines (no Restate needed for these rules)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import pytest
+from restate import TerminalError
+
+from holiday.saga import Compensation, Saga
+
+
+class Journal:
+    """Records what ran, in order, and what the saga told its listener."""
+
+    def __init__(self) -> None:
+        self.effects: list[str] = []
+        self.events: list[tuple[str, str, str | None]] = []
+
+    def act(self, name: str, fail: Exception | None = None) -> Callable[[], Awaitable[str]]:
+        async def action() -> str:
+            self.effects.append(name)
+            if fail is not None:
+                raise fail
+            return name
+
+        return action
+
+    def started(self, name: str, ref: str | None, compensating: bool) -> None:
+        self.events.append(("undo" if compensating else "step", name, "started"))
+
+    def finished(self, name: str, error: str | None, compensating: bool) -> None:
+        self.events.append(("undo" if compensating else "step", name, error or "done"))
+
+
+async def three_steps(saga: Saga, j: Journal, failing: str | None) -> None:
+    for name in ("a", "b", "c"):
+        await saga.step(
+            name,
+            j.act(name, TerminalError(f"{name} broke") if name == failing else None),
+            undo=Compensation(f"undo {name}", j.act(f"undo {name}")),
+        )
+
+
+def test_undo_runs_newest_first_and_includes_the_failed_step() -> None:
+    j = Journal()
+    saga = Saga(j)
+    with pytest.raises(TerminalError, match="b broke"):
+        asyncio.run(three_steps(saga, j, failing="b"))
+    assert saga.failed_step == "b"
+    # The failed step may have had an effect (a row written, the reply lost): it is undone too.
+    assert asyncio.run(saga.compensate()) == ["undo b", "undo a"]
+    assert j.effects == ["a", "b", "undo b", "undo a"]
+
+
+def test_undo_is_registered_before_the_step_runs() -> None:
+    j = Journal()
+    saga = Saga(j)
+
+    async def step_that_dies_half_way() -> None:
+        j.effects.append("half of c")
+        raise TerminalError("c lost its reply")
+
+    async def scenario() -> None:
+        await saga.step("c", step_that_dies_half_way, undo=Compensation("undo c", j.act("undo c")))
+
+    with pytest.raises(TerminalError):
+        asyncio.run(scenario())
+    assert asyncio.run(saga.compensate()) == ["undo c"]
+
+
+def test_nothing_to_undo_when_nothing_ran_and_success_keeps_no_failed_step() -> None:
+    j = Journal()
+    saga = Saga(j)
+    asyncio.run(three_steps(saga, j, failing=None))
+    assert saga.failed_step is None
+    assert j.effects == ["a", "b", "c"]
+    assert asyncio.run(Saga().compensate()) == []
+
+
+def test_only_terminal_errors_fail_a_step_others_propagate_for_restate_to_retry() -> None:
+    j = Journal()
+    saga = Saga(j)
+    with pytest.raises(ConnectionError):
+        asyncio.run(saga.step("a", j.act("a", ConnectionError("table unreachable"))))
+    assert saga.failed_step is None  # not a business failure: Restate retries the invocation
+    assert ("step", "a", "started") in j.events
+    assert not [e for e in j.events if e[2] not in ("started",)]
+
+
+def test_an_undo_that_fails_stops_compensation_and_stays_pending_for_the_retry() -> None:
+    """On a retry Restate replays the handler; the undo that failed must still be there to run."""
+    j = Journal()
+    saga = Saga(j)
+    attempts = {"undo b": 0}
+
+    async def flaky_undo_b() -> None:
+        attempts["undo b"] += 1
+        if attempts["undo b"] == 1:
+            raise ConnectionError("table unreachable")
+        j.effects.append("undo b")
+
+    async def scenario() -> None:
+        await saga.step("a", j.act("a"), undo=Compensation("undo a", j.act("undo a")))
+        await saga.step("b", j.act("b", TerminalError("b broke")), undo=Compensation("undo b", flaky_undo_b))
+
+    with pytest.raises(TerminalError):
+        asyncio.run(scenario())
+    with pytest.raises(ConnectionError):
+        asyncio.run(saga.compensate())
+    assert j.effects == ["a", "b"]  # undo a was not run past the failing undo b
+    # Resumption: compensating again continues with the same undo, and none is skipped.
+    assert asyncio.run(saga.compensate()) == ["undo b", "undo a"]
+    assert j.effects == ["a", "b", "undo b", "undo a"]
+
+
+def test_listener_sees_every_step_and_undo_in_order() -> None:
+    j = Journal()
+    saga = Saga(j)
+    with pytest.raises(TerminalError):
+        asyncio.run(three_steps(saga, j, failing="b"))
+    asyncio.run(saga.compensate())
+    assert j.events == [
+        ("step", "a", "started"),
+        ("step", "a", "done"),
+        ("step", "b", "started"),
+        ("step", "b", "b broke"),
+        ("undo", "undo b", "started"),
+        ("undo", "undo b", "done"),
+        ("undo", "undo a", "started"),
+        ("undo", "undo a", "done"),
+    ]
