@@ -25,41 +25,31 @@ def background() -> Iterator[ThreadPoolExecutor]:
         yield pool
 
 
-def crash_while_held(
-    stack: LocalStack,
-    aws_proxy: AwsProxy,
-    background: ThreadPoolExecutor,
-    ingress: httpx.Client,
-    body: dict[str, Any],
-    *needles: bytes,
-) -> httpx.Response:
-    """Send `body`; when the write matching `needles` is in flight, SIGKILL and restart the services."""
-    hold = aws_proxy.hold(*needles)
-    answer: Future[httpx.Response] = background.submit(ingress.post, "/trips/reserve", json=body)
-    hold.wait_held()
-    stack.restart_services(kill=True)
-    hold.release()
-    return answer.result(timeout=60)
+class Crasher:
+    """Sends a reservation and SIGKILLs the services while one chosen DynamoDB write is in flight."""
+
+    def __init__(self, stack: LocalStack, proxy: AwsProxy, ingress: httpx.Client, pool: ThreadPoolExecutor) -> None:
+        self.stack, self.proxy, self.ingress, self.pool = stack, proxy, ingress, pool
+
+    def reserve(self, body: dict[str, Any], *needles: bytes) -> httpx.Response:
+        """Send `body`; when the write matching `needles` is held, crash and restart, then let it through."""
+        hold = self.proxy.hold(*needles)
+        answer: Future[httpx.Response] = self.pool.submit(self.ingress.post, "/trips/reserve", json=body)
+        hold.wait_held()
+        self.stack.restart_services(kill=True)
+        hold.release()
+        return answer.result(timeout=60)
+
+
+@pytest.fixture
+def crasher(stack: LocalStack, aws_proxy: AwsProxy, ingress: httpx.Client, background: ThreadPoolExecutor) -> Crasher:
+    return Crasher(stack, aws_proxy, ingress, background)
 
 
 def test_crash_while_reserving_the_car_still_books_the_trip_once(
-    trip_id: str,
-    stack: LocalStack,
-    aws_proxy: AwsProxy,
-    background: ThreadPoolExecutor,
-    ingress: httpx.Client,
-    inbox: Inbox,
+    trip_id: str, stack: LocalStack, crasher: Crasher, inbox: Inbox
 ) -> None:
-    response = crash_while_held(
-        stack,
-        aws_proxy,
-        background,
-        ingress,
-        {"trip_id": trip_id},
-        b'"TableName": "cars"',
-        b"pending",
-        trip_id.encode(),
-    )
+    response = crasher.reserve({"trip_id": trip_id}, b'"TableName": "cars"', b"pending", trip_id.encode())
     assert response.status_code == 200, response.text
     assert response.json()["car_booking_id"] == rows(stack, "cars", trip_id)[0]["sk"]
     assert statuses(stack, trip_id) == {"flights": ["confirmed"], "cars": ["confirmed"], "payments": ["charged"]}
@@ -67,23 +57,10 @@ def test_crash_while_reserving_the_car_still_books_the_trip_once(
 
 
 def test_crash_while_compensating_resumes_and_finishes_the_undo(
-    trip_id: str,
-    stack: LocalStack,
-    aws_proxy: AwsProxy,
-    background: ThreadPoolExecutor,
-    ingress: httpx.Client,
-    inbox: Inbox,
+    trip_id: str, stack: LocalStack, crasher: Crasher, ingress: httpx.Client, inbox: Inbox
 ) -> None:
-    response = crash_while_held(
-        stack,
-        aws_proxy,
-        background,
-        ingress,
-        {"trip_id": trip_id, "run_type": "failPayment"},
-        b'"TableName": "cars"',
-        b"cancelled",
-        trip_id.encode(),
-    )
+    body = {"trip_id": trip_id, "run_type": "failPayment"}
+    response = crasher.reserve(body, b'"TableName": "cars"', b"cancelled", trip_id.encode())
     assert response.status_code == 409, response.text
     assert response.json()["message"].endswith("compensated: refund payment, cancel car, cancel flight")
     assert statuses(stack, trip_id) == {"flights": ["cancelled"], "cars": ["cancelled"], "payments": ["refunded"]}

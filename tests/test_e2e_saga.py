@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
@@ -13,6 +13,7 @@ from holiday.devstack import LocalStack
 from tests.support import TABLES, Inbox, rows, statuses
 
 ALL_UNDONE = ["refund payment", "cancel car", "cancel flight"]
+NO_LIVE_ROWS = {"flights": ["cancelled"], "cars": ["cancelled"], "payments": ["refunded"]}
 
 
 @dataclass(frozen=True)
@@ -32,26 +33,10 @@ MATRIX: dict[str | None, Expected] = {
         {"flights": ["cancelled"], "cars": ["cancelled"], "payments": []},
         ["cancel car", "cancel flight"],
     ),
-    "failPayment": Expected(
-        "process payment",
-        {"flights": ["cancelled"], "cars": ["cancelled"], "payments": ["refunded"]},
-        ALL_UNDONE,
-    ),
-    "failFlightsConfirmation": Expected(
-        "confirm flight",
-        {"flights": ["cancelled"], "cars": ["cancelled"], "payments": ["refunded"]},
-        ALL_UNDONE,
-    ),
-    "failCarRentalConfirmation": Expected(
-        "confirm car",
-        {"flights": ["cancelled"], "cars": ["cancelled"], "payments": ["refunded"]},
-        ALL_UNDONE,
-    ),
-    "failNotification": Expected(
-        "send notification",
-        {"flights": ["cancelled"], "cars": ["cancelled"], "payments": ["refunded"]},
-        ALL_UNDONE,
-    ),
+    "failPayment": Expected("process payment", NO_LIVE_ROWS, ALL_UNDONE),
+    "failFlightsConfirmation": Expected("confirm flight", NO_LIVE_ROWS, ALL_UNDONE),
+    "failCarRentalConfirmation": Expected("confirm car", NO_LIVE_ROWS, ALL_UNDONE),
+    "failNotification": Expected("send notification", NO_LIVE_ROWS, ALL_UNDONE),
 }
 
 
@@ -148,3 +133,24 @@ def test_trip_details_are_stored_with_the_bookings(trip_id: str, stack: LocalSta
     assert (car["car_class"], car["city"]) == ("van", "Rome")
     [payment] = rows(stack, "payments", trip_id)
     assert (payment["amount"], payment["currency"]) == (Decimal("99.50"), "NOK")
+
+
+def test_without_a_topic_trips_finish_and_announcements_are_only_logged(
+    trip_id: str, stack: LocalStack, ingress: httpx.Client, inbox: Inbox
+) -> None:
+    """The original hung on a failure with no topic configured; here the announcement is a log line."""
+    with_topic = stack.settings
+    stack.settings = replace(with_topic, topic_arn=None)
+    try:
+        stack.restart_services(kill=False)
+        messages_before = inbox.count()
+        booked = ingress.post("/trips/reserve", json={"trip_id": trip_id})
+        failed = ingress.post("/trips/reserve", json={"trip_id": f"{trip_id}-f", "run_type": "failPayment"})
+        assert (booked.status_code, failed.status_code) == (200, 409)
+        assert inbox.count() == messages_before
+        log = (stack.log_dir / "services.log").read_text()
+        assert f"trip={trip_id} no TRIPS_TOPIC_ARN set, not announcing" in log
+        assert f"trip={trip_id}-f no TRIPS_TOPIC_ARN set, not announcing" in log
+    finally:
+        stack.settings = with_topic
+        stack.restart_services(kill=False)
