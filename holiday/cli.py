@@ -12,6 +12,7 @@ from typing import Any, NoReturn
 import click
 import httpx
 
+from holiday.devstack import LocalStack, Mode, Ports, StackError
 from holiday.models import RunType
 
 DEFAULT_INGRESS = "http://127.0.0.1:8080"
@@ -45,6 +46,16 @@ def _port_option(name: str, default: int, what: str) -> Callable[[Callable[..., 
 @_port_option("aws", 4566, "Local AWS stand-in (moto) port")
 @_port_option("services", 9080, "Port the four services listen on")
 @_port_option("fabric", 5122, "Restate's internal node-to-node port")
+@_port_option("functions", 9090, "Local Lambda runtime port (lambda mode)")
+@click.option(
+    "--mode",
+    envvar="HOLIDAY_MODE",
+    type=click.Choice(["http", "lambda"]),
+    default="http",
+    show_default=True,
+    help="http: the services in one HTTP/2 server. lambda: each service a Lambda function, "
+    "invoked by Restate through the Lambda API of a local runtime (env HOLIDAY_MODE).",
+)
 @click.option(
     "--data-dir",
     type=click.Path(path_type=Path),
@@ -53,17 +64,22 @@ def _port_option(name: str, default: int, what: str) -> Callable[[Callable[..., 
     help="Restate's data and the logs; wiped at each start, since moto keeps its tables in memory.",
 )
 def dev(
-    ingress_port: int, admin_port: int, aws_port: int, services_port: int, fabric_port: int, data_dir: Path
+    ingress_port: int,
+    admin_port: int,
+    aws_port: int,
+    services_port: int,
+    fabric_port: int,
+    functions_port: int,
+    mode: Mode,
+    data_dir: Path,
 ) -> None:
     """Run the whole stack on 127.0.0.1 until Ctrl-C: moto, restate-server and the services."""
-    from holiday.devstack import LocalStack, Ports, StackError
-
-    ports = Ports(aws=aws_port, ingress=ingress_port, admin=admin_port, services=services_port, fabric=fabric_port)
-    stack = LocalStack(Path.cwd(), data_dir.resolve(), ports, services_log_to_terminal=True)
+    ports = Ports(aws_port, ingress_port, admin_port, services_port, fabric_port, functions_port)
+    stack = LocalStack(Path.cwd(), data_dir.resolve(), ports, services_log_to_terminal=True, mode=mode)
     signal.signal(signal.SIGINT, _interrupt)  # even when started with SIGINT ignored (e.g. from `&`)
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        click.echo("Starting moto, restate-server and the services ...")
+        click.echo(f"Starting moto, restate-server and the services ({mode} mode) ...")
         stack.start()
         click.echo(_banner(stack))
         while not (dead := stack.dead()):
@@ -82,15 +98,16 @@ def _interrupt(*_: object) -> NoReturn:
     raise KeyboardInterrupt
 
 
-def _banner(stack: Any) -> str:
+def _banner(stack: LocalStack) -> str:
     i = stack.ingress_url
+    services_note = "  (local Lambda runtime: GET /local/stats)" if stack.mode == "lambda" else ""
     return f"""
-The holiday stack is up (everything on 127.0.0.1):
+The holiday stack is up (everything on 127.0.0.1), {stack.mode} mode:
   ingress   {i}
   admin     {stack.admin_url}
   AWS       {stack.aws_url}  (moto: tables {stack.settings.flights_table}, {stack.settings.cars_table}, \
 {stack.settings.payments_table}; topic {stack.settings.topic_arn})
-  services  {stack.services_url}
+  services  {stack.services_url}{services_note}
   logs      {stack.log_dir} (restate.log, moto.log); the services log below
 
 Try:

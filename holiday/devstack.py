@@ -7,28 +7,30 @@ a user starts.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import platform
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import IO, Any
+from typing import Any, Literal
 
 import boto3
 import httpx
 
 from holiday.config import Settings
+from holiday.functions import FUNCTIONS
+from holiday.processes import Process
 
 HOST = "127.0.0.1"
 LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
 TOPIC_NAME = "holiday-trips"
+LOCAL_ACCOUNT = "123456789012"  # moto's account
+Mode = Literal["http", "lambda"]
 
 
 class StackError(RuntimeError):
@@ -44,11 +46,12 @@ class Ports:
     admin: int = 9070
     services: int = 9080
     fabric: int = 5122
+    functions: int = 9090  # the local Lambda runtime, in lambda mode
 
     @classmethod
     def free(cls) -> Ports:
         """Ports nobody uses right now (for tests, beside a running `holiday dev`)."""
-        socks = [socket.socket() for _ in range(5)]
+        socks = [socket.socket() for _ in range(len(fields(cls)))]
         try:
             for s in socks:
                 s.bind((HOST, 0))
@@ -91,66 +94,6 @@ def http_ok(url: str) -> Callable[[], bool]:
     return check
 
 
-def _die_with_parent() -> None:
-    """In the child: own process group (Ctrl-C is ours to handle) and die if we die."""
-    os.setsid()
-    if sys.platform == "linux":
-        pr_set_pdeathsig = 1
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
-
-
-@dataclass
-class Process:
-    """One child process of the stack, with its log."""
-
-    name: str
-    argv: list[str]
-    env: dict[str, str]
-    log: Path | None  # None: share our terminal
-    popen: subprocess.Popen[bytes] | None = None
-    _log_file: IO[bytes] | None = field(default=None, repr=False)
-
-    def start(self) -> None:
-        if self.log is not None:
-            self.log.parent.mkdir(parents=True, exist_ok=True)
-            self._log_file = self.log.open("ab")
-        self.popen = subprocess.Popen(
-            self.argv,
-            env=self.env,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log_file,
-            stderr=subprocess.STDOUT if self._log_file else None,
-            preexec_fn=_die_with_parent,
-        )
-
-    @property
-    def alive(self) -> bool:
-        return self.popen is not None and self.popen.poll() is None
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """SIGTERM, then SIGKILL if it has not gone within `timeout`."""
-        if self.popen is not None and self.alive:
-            self.popen.terminate()
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
-        self._close_log()
-
-    def kill(self) -> None:
-        """SIGKILL: a crash, as the crash tests want it."""
-        if self.popen is not None and self.alive:
-            self.popen.kill()
-            self.popen.wait()
-        self._close_log()
-
-    def _close_log(self) -> None:
-        if self._log_file is not None:
-            self._log_file.close()
-            self._log_file = None
-
-
 def restate_server_binary(project_dir: Path) -> Path:
     """The native binary npm installed (not the node wrapper, so signals reach the server)."""
     override = os.environ.get("RESTATE_SERVER_BIN")
@@ -165,7 +108,13 @@ def restate_server_binary(project_dir: Path) -> Path:
 
 @dataclass
 class LocalStack:
-    """moto server + restate-server + the services, started and stopped together."""
+    """moto server + restate-server + the services, started and stopped together.
+
+    In "http" mode the four services run in one hypercorn process, registered by
+    URL. In "lambda" mode each runs as a Lambda function behind the local
+    Lambda runtime, registered by function version ARN with an invoker role,
+    and restate-server invokes them through the AWS SDK, as on AWS.
+    """
 
     project_dir: Path
     data_dir: Path
@@ -174,6 +123,7 @@ class LocalStack:
     services_aws_endpoint: str | None = None
     services_log_to_terminal: bool = False
     partitions: int = 1
+    mode: Mode = "http"
     settings: Settings = field(init=False)
     processes: dict[str, Process] = field(default_factory=dict, init=False)
 
@@ -194,7 +144,13 @@ class LocalStack:
 
     @property
     def services_url(self) -> str:
-        return f"http://{HOST}:{self.ports.services}"
+        """Where the services answer: hypercorn, or the local Lambda runtime."""
+        port = self.ports.functions if self.mode == "lambda" else self.ports.services
+        return f"http://{HOST}:{port}"
+
+    def function_arn(self, name: str) -> str:
+        """The version ARN Restate invokes for function `name` ("trips", ...) in lambda mode."""
+        return f"arn:aws:lambda:{self.settings.aws_region}:{LOCAL_ACCOUNT}:function:holiday-{name}:1"
 
     @property
     def log_dir(self) -> Path:
@@ -285,6 +241,11 @@ class LocalStack:
             "RESTATE_DISABLE_TELEMETRY": "true",
             "RESTATE_DEFAULT_NUM_PARTITIONS": str(self.partitions),
             "RESTATE_ROCKSDB_TOTAL_MEMORY_SIZE": "64 MB",
+            # Its Lambda client and the STS call for the invoker role go to the local stand-ins.
+            **LOCAL_CREDENTIALS,
+            "AWS_REGION": self.settings.aws_region,
+            "AWS_ENDPOINT_URL_LAMBDA": f"http://{HOST}:{self.ports.functions}",
+            "AWS_ENDPOINT_URL_STS": self.aws_url,
         }
         argv = [str(restate_server_binary(self.project_dir)), "--base-dir", str(data)]
         argv += ["--node-name", "holiday", "--no-logo"]
@@ -301,10 +262,16 @@ class LocalStack:
             "PYTHONUNBUFFERED": "1",
         }
         env.pop("AWS_LAMBDA_FUNCTION_NAME", None)  # would turn restate.app into a Lambda handler
-        argv = [sys.executable, "-m", "holiday.server", "--host", HOST, "--port", str(self.ports.services)]
         log = None if self.services_log_to_terminal else self.log_dir / "services.log"
+        if self.mode == "lambda":
+            argv = [sys.executable, "-m", "holiday.locallambda", "--host", HOST, "--port", str(self.ports.functions)]
+            argv += [f"--function=holiday-{name}={handler}" for name, handler in FUNCTIONS.items()]
+            health = f"{self.services_url}/local/stats"
+        else:
+            argv = [sys.executable, "-m", "holiday.server", "--host", HOST, "--port", str(self.ports.services)]
+            health = f"{self.services_url}/health"
         self._spawn("services", argv, env, log)
-        wait_until(http_ok(f"{self.services_url}/health"), f"services on {self.services_url}")
+        wait_until(http_ok(health), f"services on {self.services_url}")
 
     def restart_services(self, kill: bool = True) -> None:
         """Crash (SIGKILL) or stop the services and start them again on the same port."""
@@ -315,10 +282,30 @@ class LocalStack:
             process.stop()
         self.start_services()
 
+    def crash_services(self) -> None:
+        """SIGKILL what runs the handlers mid-invocation; it comes back as it would in production.
+
+        http mode: the services process dies and is started again. lambda mode:
+        every busy function worker dies; the runtime reports the failure as
+        Lambda does, and starts fresh workers on the retry.
+        """
+        if self.mode == "http":
+            self.restart_services(kill=True)
+            return
+        busy = [w["pid"] for w in httpx.get(f"{self.services_url}/local/workers").json() if w["busy"]]
+        if not busy:
+            raise StackError("no function worker is busy, so there is nothing to crash")
+        for pid in busy:
+            os.kill(pid, signal.SIGKILL)
+
     def register(self) -> None:
         """Tell Restate where the services are (force: replace an earlier registration)."""
-        response = httpx.post(
-            f"{self.admin_url}/deployments", json={"uri": self.services_url, "force": True}, timeout=30
-        )
-        if response.status_code >= 300:
-            raise StackError(f"registering {self.services_url} failed: {response.status_code} {response.text}")
+        if self.mode == "lambda":
+            role = f"arn:aws:iam::{LOCAL_ACCOUNT}:role/holiday-restate-invoker"
+            targets = [{"arn": self.function_arn(name), "assume_role_arn": role} for name in FUNCTIONS]
+        else:
+            targets = [{"uri": self.services_url}]
+        for target in targets:
+            response = httpx.post(f"{self.admin_url}/deployments", json={**target, "force": True}, timeout=30)
+            if response.status_code >= 300:
+                raise StackError(f"registering {target} failed: {response.status_code} {response.text}")

@@ -17,15 +17,10 @@ from hypercorn.asyncio import serve
 from hypercorn.config import Config
 from restate.server import install_shutdown_hook
 
-from holiday import cars, flights, payments, trips
+from holiday.functions import cars, flights, payments, trips
 
-SERVICES: list[restate.Service | restate.VirtualObject] = [
-    trips.trips,
-    trips.trip,
-    flights.service,
-    cars.service,
-    payments.service,
-]
+# The same services the four Lambda functions serve, here in one process.
+SERVICES = [*trips.SERVICES, *flights.SERVICES, *cars.SERVICES, *payments.SERVICES]
 
 app: Any = restate.app(services=SERVICES)
 

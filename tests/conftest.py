@@ -1,4 +1,8 @@
-"""Fixtures: one real local stack (moto + restate-server + services) for the whole session."""
+"""Fixtures: a real local stack (moto + restate-server + services) per mode, for the whole session.
+
+Every test that uses `stack` runs twice: with the services behind hypercorn
+("http") and as Lambda functions behind the local Lambda runtime ("lambda").
+"""
 
 from __future__ import annotations
 
@@ -10,14 +14,19 @@ from pathlib import Path
 import httpx
 import pytest
 
-from holiday.devstack import LocalStack, Ports
+from holiday.devstack import LocalStack, Mode, Ports
 from tests.support import AwsProxy, Inbox
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(scope="session", params=["http", "lambda"])
+def mode(request: pytest.FixtureRequest) -> Mode:
+    return request.param  # type: ignore[no-any-return]
+
+
 @pytest.fixture(scope="session")
-def ports() -> Ports:
+def ports(mode: Mode) -> Ports:
     """Free ports, so the tests run beside a `holiday dev` on the default ones."""
     return Ports.free()
 
@@ -31,9 +40,13 @@ def aws_proxy(ports: Ports) -> Iterator[AwsProxy]:
 
 
 @pytest.fixture(scope="session")
-def stack(ports: Ports, aws_proxy: AwsProxy, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+def stack(
+    mode: Mode, ports: Ports, aws_proxy: AwsProxy, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LocalStack]:
     """The same stack `holiday dev` runs, on free ports, with the services' AWS calls proxied."""
-    local = LocalStack(PROJECT_DIR, tmp_path_factory.mktemp("stack"), ports, services_aws_endpoint=aws_proxy.url)
+    local = LocalStack(
+        PROJECT_DIR, tmp_path_factory.mktemp(mode), ports, services_aws_endpoint=aws_proxy.url, mode=mode
+    )
     local.start()
     yield local
     local.stop()

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 from click.testing import CliRunner
 
 from holiday.cli import main
@@ -63,9 +64,10 @@ def _listening(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def test_dev_serves_the_readme_curl_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["http", "lambda"])
+def test_dev_serves_the_readme_curl_and_stops_cleanly_on_ctrl_c(mode: str, tmp_path: Path) -> None:
     ports = Ports.free()
-    flags = [f"--{name}-port={port}" for name, port in vars(ports).items()]
+    flags = [f"--{name}-port={port}" for name, port in vars(ports).items()] + [f"--mode={mode}"]
     dev = subprocess.Popen(
         [sys.executable, "-m", "holiday.cli", "dev", *flags, "--data-dir", str(tmp_path)],
         cwd=Path(__file__).resolve().parents[1],
@@ -82,6 +84,7 @@ def test_dev_serves_the_readme_curl_and_stops_cleanly_on_ctrl_c(tmp_path: Path) 
             if line.startswith("Ctrl-C stops everything"):
                 break
         assert f"ingress   http://127.0.0.1:{ports.ingress}" in "".join(banner), "".join(banner)
+        assert f"{mode} mode" in "".join(banner)
         response = httpx.post(f"http://127.0.0.1:{ports.ingress}/trips/reserve", json={}, timeout=30)
         assert response.status_code == 200, response.text
         dev.send_signal(signal.SIGINT)

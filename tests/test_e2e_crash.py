@@ -1,4 +1,7 @@
-"""Crashes: the services process is SIGKILLed in the middle of a saga and started again.
+"""Crashes: what runs the handlers is SIGKILLed in the middle of a saga.
+
+In http mode that is the services process, started again at once; in lambda
+mode the busy function worker, which the local Lambda runtime replaces.
 
 The proxy between the services and moto holds one chosen DynamoDB write, so
 the crash lands at an exact step. The held write is let through *after* the
@@ -36,7 +39,7 @@ class Crasher:
         hold = self.proxy.hold(*needles)
         answer: Future[httpx.Response] = self.pool.submit(self.ingress.post, "/trips/reserve", json=body)
         hold.wait_held()
-        self.stack.restart_services(kill=True)
+        self.stack.crash_services()
         hold.release()
         return answer.result(timeout=60)
 

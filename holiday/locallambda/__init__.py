@@ -1,0 +1,1 @@
+"""A local stand-in for AWS Lambda, so the Lambda code path runs on a laptop and in tests."""
