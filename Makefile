@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: install dev test lint fmt clean
+.PHONY: install dev dev-lambda test package lint fmt clean
 
 install: $(PY_STAMP) $(NODE_STAMP)
 
@@ -24,6 +24,14 @@ $(NODE_STAMP): package.json package-lock.json
 
 dev: install
 	$(BIN)/holiday dev
+
+# The same stack with each service as a Lambda function behind a local Lambda runtime.
+dev-lambda: install
+	$(BIN)/holiday dev --mode lambda
+
+# Build the four Lambda assets into build/lambda/ and print their sizes and import times.
+package: install
+	$(BIN)/holiday package
 
 test: install
 	$(BIN)/pytest

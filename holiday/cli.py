@@ -122,6 +122,25 @@ Ctrl-C stops everything.
 
 
 @main.command()
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("build/lambda"),
+    show_default=True,
+    help="Where the assets go, one folder per function.",
+)
+def package(out: Path) -> None:
+    """Build the four Lambda assets (arm64, Python 3.12); print sizes and handler import times."""
+    from holiday.packaging import SIZE_BUDGET_MB, build, format_report
+
+    click.echo(f"Building Lambda assets in {out} ...")
+    reports = build(Path.cwd(), out.resolve())
+    click.echo(format_report(reports))
+    if any("size" in r.over_budget for r in reports):
+        _fail(f"an asset is over the {SIZE_BUDGET_MB:.0f} MB budget")
+
+
+@main.command()
 @click.option("--trip-id", help="Your own trip id (1-64 of A-Z a-z 0-9 _ -); a new one by default.")
 @click.option("--run-type", type=click.Choice([r.value for r in RunType]), help="Inject this failure.")
 @click.option("--idempotency-key", help="Repeat-safe call: the same key returns the same answer.")

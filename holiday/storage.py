@@ -15,16 +15,12 @@ from decimal import Decimal
 from functools import cache
 from typing import Any, Protocol
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from holiday import aws
 
 Value = str | Decimal | int
 Row = dict[str, Any]
-
-_serialize = TypeSerializer().serialize
-_deserialize = TypeDeserializer().deserialize
 
 
 class RowConflict(Exception):
@@ -108,6 +104,20 @@ class DynamoLedger:
             old = err.response.get("Item") or {}
             held = _deserialize(old["transaction_status"]) if "transaction_status" in old else "no row"
             raise RowConflict(f"cannot {what} in {self.table_name}: it is {held}") from err
+
+
+def _serialize(value: Value) -> dict[str, str]:
+    """A DynamoDB attribute value: this project stores strings and numbers only."""
+    return {"S": value} if isinstance(value, str) else {"N": str(value)}
+
+
+def _deserialize(attribute: dict[str, Any]) -> Any:
+    (kind, value), *_ = attribute.items()
+    if kind == "N":
+        return Decimal(value)
+    if kind == "S":
+        return value
+    raise ValueError(f"unexpected DynamoDB attribute type {kind}")
 
 
 def _key(trip_id: str, row_id: str) -> dict[str, Any]:

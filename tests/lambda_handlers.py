@@ -1,0 +1,32 @@
+"""Tiny Lambda handlers for testing the local Lambda runtime itself."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from typing import Any
+
+
+def echo(event: Any, context: Any) -> dict[str, Any]:
+    return {
+        "event": event,
+        "function": context.function_name,
+        "arn": context.invoked_function_arn,
+        "time_left": context.get_remaining_time_in_millis() > 0,
+        "main_thread": threading.current_thread() is threading.main_thread(),
+        "pid": os.getpid(),
+    }
+
+
+def boom(event: Any, context: Any) -> None:
+    raise ValueError("boom")
+
+
+def slow(event: Any, context: Any) -> int:
+    time.sleep(event["seconds"])
+    return os.getpid()
+
+
+def die(event: Any, context: Any) -> None:
+    os._exit(3)
