@@ -33,10 +33,10 @@ def runtime() -> Iterator[LocalLambda]:
 
 @pytest.fixture(scope="module")
 def client(runtime: LocalLambda) -> Any:
-    host, port = runtime.server.server_address[:2]
+    port = runtime.server.server_address[1]
     return boto3.client(
         "lambda",
-        endpoint_url=f"http://{host}:{port}",
+        endpoint_url=f"http://{HOST}:{port}",
         region_name="eu-west-1",
         aws_access_key_id="local",
         aws_secret_access_key="local",
@@ -60,9 +60,7 @@ def test_invoke_by_version_arn_or_name_runs_the_handler_on_the_main_thread(clien
     assert invoke(client, "echo")[1]["pid"] == result["pid"]  # the warm worker is reused
 
 
-def test_an_exception_is_an_unhandled_function_error_and_the_worker_lives_on(
-    client: Any, runtime: LocalLambda
-) -> None:
+def test_an_exception_is_an_unhandled_function_error_and_the_worker_lives_on(client: Any, runtime: LocalLambda) -> None:
     error, payload = invoke(client, "boom")
     assert error == "Unhandled"
     assert (payload["errorType"], payload["errorMessage"]) == ("ValueError", "boom")
