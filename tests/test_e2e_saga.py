@@ -154,3 +154,20 @@ def test_without_a_topic_trips_finish_and_announcements_are_only_logged(
     finally:
         stack.settings = with_topic
         stack.restart_services(kill=False)
+
+
+def test_in_lambda_mode_every_service_runs_through_the_lambda_invoke_api(
+    trip_id: str, stack: LocalStack, ingress: httpx.Client
+) -> None:
+    if stack.mode != "lambda":
+        pytest.skip("only the lambda mode has a Lambda runtime to count invocations")
+    before = httpx.get(f"{stack.services_url}/local/stats").json()
+    assert ingress.post("/trips/reserve", json={"trip_id": trip_id}).status_code == 200
+    after = httpx.get(f"{stack.services_url}/local/stats").json()
+    grown = {name: after[name]["invocations"] - before[name]["invocations"] for name in after}
+    # trips resumes after each of its calls (request-response mode); the others run per call.
+    assert grown["holiday-flights"] >= 2  # reserve, confirm
+    assert grown["holiday-cars"] >= 2
+    assert grown["holiday-payments"] >= 1
+    assert grown["holiday-trips"] > grown["holiday-flights"]
+    assert all(after[name]["errors"] == before[name]["errors"] for name in after)
