@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: install dev dev-lambda test package lint fmt clean
+.PHONY: install dev dev-lambda test package assets lint fmt clean
 
 install: $(PY_STAMP) $(NODE_STAMP)
 
@@ -32,6 +32,13 @@ dev-lambda: install
 # Build the four Lambda assets into build/lambda/ and print their sizes and import times.
 package: install
 	$(BIN)/holiday package
+	@touch build/lambda/.built
+
+# The same, only when the code or the pins changed: `cdk synth` and `cdk deploy` run this first.
+assets: build/lambda/.built
+build/lambda/.built: $(PY_STAMP) pyproject.toml constraints.txt $(shell find holiday -name '*.py')
+	$(BIN)/holiday package
+	@touch $@
 
 test: install
 	$(BIN)/pytest

@@ -130,7 +130,7 @@ Ctrl-C stops everything.
     help="Where the assets go, one folder per function.",
 )
 def package(out: Path) -> None:
-    """Build the four Lambda assets (arm64, Python 3.12); print sizes and handler import times."""
+    """Build the four Lambda assets (arm64, Python 3.14); print sizes and handler import times."""
     from holiday.packaging import SIZE_BUDGET_MB, build, format_report
 
     click.echo(f"Building Lambda assets in {out} ...")

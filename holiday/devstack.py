@@ -166,15 +166,20 @@ class LocalStack:
             aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
         )
 
-    def start(self) -> None:
-        """Bring everything up in dependency order; on any failure, take it all down."""
+    def start(self, register: bool = True) -> None:
+        """Bring everything up in dependency order; on any failure, take it all down.
+
+        `register=False` leaves registration to the caller (the test of the CDK
+        registration handler does it the way CloudFormation would).
+        """
         self.ports.check_free()
         try:
             self.start_aws()
             self.create_resources()
             self.start_restate(fresh=True)
             self.start_services()
-            self.register()
+            if register:
+                self.register()
         except BaseException:
             self.stop()
             raise

@@ -1,4 +1,4 @@
-"""Build each Lambda function's deployment asset: arm64, Python 3.12, no Docker.
+"""Build each Lambda function's deployment asset: arm64, Python 3.14, no Docker.
 
 `holiday package` (or `make package`) writes `build/lambda/<function>/`, the
 folder the CDK app deploys. It holds the `holiday` package without its local
@@ -25,7 +25,7 @@ from pathlib import Path
 
 from holiday.functions import FUNCTIONS
 
-LAMBDA_PYTHON = "3.12"
+LAMBDA_PYTHON = "3.14"  # the newest Lambda Python runtime; restate-sdk and pydantic ship arm64 wheels for it
 LAMBDA_PLATFORMS = ("manylinux_2_28_aarch64", "manylinux2014_aarch64")
 PROVIDED_BY_RUNTIME = ("boto3",)
 # Modules of the `holiday` package that only the local tools use.

@@ -1,0 +1,87 @@
+"""One holiday service as a Lambda function: arm64, the packaged asset, a kept version."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from holiday.functions import FUNCTIONS
+from holiday.packaging import LAMBDA_PYTHON
+from infra.nag import acknowledge, arn_finding
+
+RUNTIME = lambda_.Runtime(f"python{LAMBDA_PYTHON}", lambda_.RuntimeFamily.PYTHON)
+# CPU is allotted in proportion to memory. A saga step is light, but a cold start imports
+# restate-sdk, pydantic and botocore (about 0.45 s on one full core, see `make package`);
+# 1024 MB gives about 0.6 of a vCPU, so a cold start stays under a second.
+MEMORY_MB = 1024
+# One invocation runs until the handler suspends on its next Restate call: normally a few
+# milliseconds, at most one storage call with botocore's 2 s connect / 5 s read timeouts and
+# 2 attempts. 30 s leaves room and stays well inside Restate's 1 minute inactivity timeout.
+TIMEOUT = Duration.seconds(30)
+
+
+class ServiceFunction(Construct):
+    """The Lambda function `name` ("trips", ...) from `assets_dir/<name>` (built by `make package`)."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        name: str,
+        function_name: str,
+        assets_dir: Path,
+        environment: dict[str, str],
+    ) -> None:
+        super().__init__(scope, construct_id)
+        asset = assets_dir / name
+        if not (asset / "holiday" / "functions" / f"{name}.py").is_file():
+            raise FileNotFoundError(f"no Lambda asset at {asset}: run `make package` first")
+        log_group = logs.LogGroup(
+            self,
+            "Logs",
+            log_group_name=f"/aws/lambda/{function_name}",
+            retention=logs.RetentionDays.ONE_MONTH,
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        # Our own role: the default one carries the AWS-managed basic execution policy.
+        self.role = iam.Role(self, "Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"))
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["logs:CreateLogStream", "logs:PutLogEvents"], resources=[f"{log_group.log_group_arn}:*"]
+            )
+        )
+        self.function = lambda_.Function(
+            self,
+            "Function",
+            function_name=function_name,
+            runtime=RUNTIME,
+            architecture=lambda_.Architecture.ARM_64,
+            handler=FUNCTIONS[name],
+            code=lambda_.Code.from_asset(str(asset)),
+            memory_size=MEMORY_MB,
+            timeout=TIMEOUT,
+            tracing=lambda_.Tracing.ACTIVE,
+            environment=environment,
+            log_group=log_group,
+            role=self.role,
+            # Restate invokes a registered version; keep old versions for invocations in flight.
+            current_version_options=lambda_.VersionOptions(removal_policy=RemovalPolicy.RETAIN),
+        )
+        self.version = self.function.current_version
+        acknowledge(
+            self.role,
+            "IAM5",
+            "Log streams are created at run time under the function's own log group (:*); "
+            "X-Ray's trace APIs accept no resource ARNs.",
+            findings=["Resource::*", arn_finding(log_group)],
+        )
+
+    def all_versions_arn(self) -> str:
+        """`arn:...:function:<name>:*`: every version of this function and no other function."""
+        return f"{self.function.function_arn}:*"

@@ -1,0 +1,114 @@
+"""RestateStack: where Restate runs. A self-hosted node on EC2, or a Restate Cloud environment.
+
+Either way it offers the services stack one `RestateEndpoint`: where to
+register functions, which role Restate assumes to invoke them, and the
+ingress URL for callers (output `RestateIngressEndpoint`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aws_cdk import CfnOutput, Stack
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from infra.constructs.restate_host import RestateHost
+from infra.settings import DeploymentSettings
+
+RESTATE_CLOUD_ACCOUNT = "654654156625"
+RESTATE_CLOUD_ROLE = f"arn:aws:iam::{RESTATE_CLOUD_ACCOUNT}:role/RestateCloud"
+
+
+@dataclass(frozen=True)
+class RestateEndpoint:
+    """What the services stack needs to know about Restate."""
+
+    admin_url: str
+    ingress_url: str
+    invoker_role: iam.IRole
+    # Self-hosted: the registration function runs in this VPC, in this security group.
+    vpc: ec2.IVpc | None = None
+    admin_clients: ec2.ISecurityGroup | None = None
+    # Restate Cloud: the admin API wants this bearer token.
+    auth_token_secret_arn: str | None = None
+
+
+class RestateStack(Stack):
+    def __init__(self, scope: Construct, construct_id: str, *, settings: DeploymentSettings, **kwargs: object) -> None:
+        super().__init__(scope, construct_id, **kwargs)  # type: ignore[arg-type]
+        self.endpoint = self._cloud(settings) if settings.mode == "cloud" else self._self_hosted(settings)
+        CfnOutput(
+            self,
+            "RestateIngressEndpoint",
+            value=self.endpoint.ingress_url,
+            description="POST <this>/trips/reserve",
+        )
+
+    def _self_hosted(self, settings: DeploymentSettings) -> RestateEndpoint:
+        # Public subnets for the node, isolated ones (no route out) for the registration function:
+        # no NAT gateway to pay for.
+        vpc = ec2.Vpc(
+            self,
+            "Vpc",
+            max_azs=2,
+            nat_gateways=0,
+            subnet_configuration=[
+                ec2.SubnetConfiguration(name="public", subnet_type=ec2.SubnetType.PUBLIC, cidr_mask=24),
+                ec2.SubnetConfiguration(name="isolated", subnet_type=ec2.SubnetType.PRIVATE_ISOLATED, cidr_mask=24),
+            ],
+        )
+        vpc.add_flow_log(
+            "FlowLogs",
+            destination=ec2.FlowLogDestination.to_cloud_watch_logs(
+                logs.LogGroup(self, "FlowLogGroup", retention=logs.RetentionDays.ONE_MONTH)
+            ),
+        )
+        host = RestateHost(
+            self, "Restate", vpc=vpc, log_group_name=settings.log_group_name, certificate_arn=settings.certificate_arn
+        )
+        invoker = iam.Role(
+            self,
+            "InvokerRole",
+            assumed_by=iam.ArnPrincipal(host.role.role_arn),
+            description="Assumed by the Restate node to invoke the holiday functions",
+        )
+        host.role.add_to_policy(iam.PolicyStatement(actions=["sts:AssumeRole"], resources=[invoker.role_arn]))
+        return RestateEndpoint(
+            admin_url=host.admin_url,
+            ingress_url=host.ingress_url,
+            invoker_role=invoker,
+            vpc=vpc,
+            admin_clients=host.admin_clients,
+        )
+
+    def _cloud(self, settings: DeploymentSettings) -> RestateEndpoint:
+        assert settings.cluster_id is not None
+        invoker = iam.Role(
+            self,
+            "InvokerRole",
+            assumed_by=iam.AccountPrincipal(RESTATE_CLOUD_ACCOUNT).with_conditions(
+                {
+                    "StringEquals": {"sts:ExternalId": settings.cluster_id},
+                    "ArnEquals": {"aws:PrincipalArn": RESTATE_CLOUD_ROLE},
+                }
+            ),
+            description=f"Assumed by Restate Cloud environment {settings.cluster_id} to invoke the holiday functions",
+        )
+        assert invoker.assume_role_policy is not None
+        invoker.assume_role_policy.add_statements(
+            iam.PolicyStatement(
+                actions=["sts:TagSession"],
+                principals=[iam.AccountPrincipal(RESTATE_CLOUD_ACCOUNT)],
+                conditions={"ArnEquals": {"aws:PrincipalArn": RESTATE_CLOUD_ROLE}},
+            )
+        )
+        host = settings.cloud_host
+        return RestateEndpoint(
+            admin_url=f"https://{host}:9070",
+            ingress_url=f"https://{host}",
+            invoker_role=invoker,
+            auth_token_secret_arn=settings.auth_token_secret_arn,
+        )
