@@ -12,8 +12,8 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from infra.constructs.registration import RestateRegistration
-from infra.nag import acknowledge, arn_finding
 from infra.constructs.service_function import ServiceFunction
+from infra.nag import acknowledge, arn_finding
 from infra.restate_stack import RestateEndpoint
 from infra.settings import DeploymentSettings
 

@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from holiday.devstack import LocalStack, Mode, Ports
+from holiday.packaging import AssetReport, build
 from tests.support import AwsProxy, Inbox
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
@@ -61,6 +62,12 @@ def inbox(stack: LocalStack) -> Inbox:
 def ingress(stack: LocalStack) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=stack.ingress_url, timeout=60) as client:
         yield client
+
+
+@pytest.fixture(scope="session")
+def lambda_assets(tmp_path_factory: pytest.TempPathFactory) -> list[AssetReport]:
+    """The four Lambda assets, built once per session, as `make package` builds them."""
+    return build(PROJECT_DIR, tmp_path_factory.mktemp("lambda"))
 
 
 @pytest.fixture

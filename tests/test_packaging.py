@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from holiday.functions import FUNCTIONS
-from holiday.packaging import SIZE_BUDGET_MB, AssetReport, build
+from holiday.packaging import SIZE_BUDGET_MB, AssetReport
 
-PROJECT_DIR = Path(__file__).resolve().parents[1]
 LOCAL_TOOLS = {"hypercorn", "moto", "aws_cdk", "pytest", "click", "httpx", "flask", "boto3", "botocore"}
 EM_AARCH64 = 183  # ELF e_machine of arm64
 
 
 @pytest.fixture(scope="module")
-def reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, AssetReport]:
-    return {r.function: r for r in build(PROJECT_DIR, tmp_path_factory.mktemp("lambda"))}
+def reports(lambda_assets: list[AssetReport]) -> dict[str, AssetReport]:
+    return {r.function: r for r in lambda_assets}
 
 
 def test_one_asset_per_function_within_the_size_budget(reports: dict[str, AssetReport]) -> None:

@@ -1,0 +1,1 @@
+"""Registers Lambda function versions with Restate, as a CloudFormation custom resource."""
