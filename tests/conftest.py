@@ -15,8 +15,9 @@ import httpx
 import pytest
 
 from holiday.devstack import LocalStack, Mode, Ports
+from holiday.faultproxy import FaultProxy
 from holiday.packaging import AssetReport, build
-from tests.support import AwsProxy, Inbox
+from tests.support import Inbox
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 
@@ -33,16 +34,16 @@ def ports(mode: Mode) -> Ports:
 
 
 @pytest.fixture(scope="session")
-def aws_proxy(ports: Ports) -> Iterator[AwsProxy]:
+def aws_proxy(ports: Ports) -> Iterator[FaultProxy]:
     """Sits between the services and moto, to hold a request while a test crashes the services."""
-    proxy = AwsProxy(f"http://127.0.0.1:{ports.aws}")
+    proxy = FaultProxy(f"http://127.0.0.1:{ports.aws}")
     yield proxy
     proxy.close()
 
 
 @pytest.fixture(scope="session")
 def stack(
-    mode: Mode, ports: Ports, aws_proxy: AwsProxy, tmp_path_factory: pytest.TempPathFactory
+    mode: Mode, ports: Ports, aws_proxy: FaultProxy, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LocalStack]:
     """The same stack `holiday dev` runs, on free ports, with the services' AWS calls proxied."""
     local = LocalStack(

@@ -1,24 +1,16 @@
 """What the end-to-end tests use to look at the stack as a user would.
 
-- `AwsProxy`: an HTTP proxy between the services and moto that can hold a
-  matching request, so a test can crash the services at an exact step.
 - `Inbox`: an SQS queue subscribed to the trips topic, read per trip.
 - `rows` / `statuses`: the table rows of one trip.
 """
 
 from __future__ import annotations
 
-import http.client
 import json
-import socket
-import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 from boto3.dynamodb.types import TypeDeserializer
 
@@ -39,96 +31,6 @@ def poll(fetch: Callable[[], T], done: Callable[[T], bool], what: str, timeout: 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {value!r}")
         time.sleep(0.05)
-
-
-@dataclass
-class Hold:
-    """Holds the first request whose body contains every one of `needles`."""
-
-    needles: tuple[bytes, ...]
-    held: threading.Event = field(default_factory=threading.Event)
-    released: threading.Event = field(default_factory=threading.Event)
-
-    def matches(self, body: bytes) -> bool:
-        return not self.held.is_set() and all(n in body for n in self.needles)
-
-    def wait_held(self, timeout: float = 20.0) -> None:
-        assert self.held.wait(timeout), f"no request with {self.needles} arrived within {timeout}s"
-
-    def release(self) -> None:
-        self.released.set()
-
-
-class AwsProxy:
-    """Forwards every request to `upstream`, except that it can hold one back on demand."""
-
-    def __init__(self, upstream: str) -> None:
-        self.upstream = urlsplit(upstream)
-        self.holds: list[Hold] = []
-        self._lock = threading.Lock()
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def setup(self) -> None:
-                super().setup()
-                # Headers and body go out in separate writes: without this, Nagle's
-                # algorithm and delayed ACKs add 40 ms to every response.
-                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("content-length") or 0))
-                proxy._maybe_hold(body)
-                status, headers, payload = proxy._forward(self.command, self.path, dict(self.headers), body)
-                try:
-                    self.send_response(status)
-                    for name, value in headers:
-                        if name.lower() not in ("transfer-encoding", "connection", "content-length"):
-                            self.send_header(name, value)
-                    self.send_header("content-length", str(len(payload)))
-                    self.end_headers()
-                    self.wfile.write(payload)
-                except OSError:
-                    pass  # the caller died while we held its request: that is the point
-
-            do_GET = do_POST
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def hold(self, *needles: bytes) -> Hold:
-        hold = Hold(needles)
-        with self._lock:
-            self.holds.append(hold)
-        return hold
-
-    def close(self) -> None:
-        for hold in self.holds:
-            hold.release()
-        self.server.shutdown()
-
-    def _maybe_hold(self, body: bytes) -> None:
-        with self._lock:
-            hold = next((h for h in self.holds if h.matches(body)), None)
-            if hold is not None:
-                hold.held.set()
-        if hold is not None:
-            hold.released.wait(60)
-
-    def _forward(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, Any, bytes]:
-        conn = http.client.HTTPConnection(self.upstream.hostname or "127.0.0.1", self.upstream.port, timeout=30)
-        try:
-            conn.request(method, path, body=body, headers=headers)
-            response = conn.getresponse()
-            return response.status, response.getheaders(), response.read()
-        finally:
-            conn.close()
 
 
 class Inbox:

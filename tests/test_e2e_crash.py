@@ -19,7 +19,8 @@ import httpx
 import pytest
 
 from holiday.devstack import LocalStack
-from tests.support import AwsProxy, Inbox, poll, rows, statuses
+from holiday.faultproxy import FaultProxy
+from tests.support import Inbox, poll, rows, statuses
 
 
 @pytest.fixture
@@ -31,7 +32,7 @@ def background() -> Iterator[ThreadPoolExecutor]:
 class Crasher:
     """Sends a reservation and SIGKILLs the services while one chosen DynamoDB write is in flight."""
 
-    def __init__(self, stack: LocalStack, proxy: AwsProxy, ingress: httpx.Client, pool: ThreadPoolExecutor) -> None:
+    def __init__(self, stack: LocalStack, proxy: FaultProxy, ingress: httpx.Client, pool: ThreadPoolExecutor) -> None:
         self.stack, self.proxy, self.ingress, self.pool = stack, proxy, ingress, pool
 
     def reserve(self, body: dict[str, Any], *needles: bytes) -> httpx.Response:
@@ -45,7 +46,7 @@ class Crasher:
 
 
 @pytest.fixture
-def crasher(stack: LocalStack, aws_proxy: AwsProxy, ingress: httpx.Client, background: ThreadPoolExecutor) -> Crasher:
+def crasher(stack: LocalStack, aws_proxy: FaultProxy, ingress: httpx.Client, background: ThreadPoolExecutor) -> Crasher:
     return Crasher(stack, aws_proxy, ingress, background)
 
 
@@ -77,7 +78,7 @@ def test_crash_while_compensating_resumes_and_finishes_the_undo(
 
 
 def test_trip_lookup_shows_the_step_in_flight(
-    trip_id: str, aws_proxy: AwsProxy, background: ThreadPoolExecutor, ingress: httpx.Client
+    trip_id: str, aws_proxy: FaultProxy, background: ThreadPoolExecutor, ingress: httpx.Client
 ) -> None:
     hold = aws_proxy.hold(b'"TableName": "payments"', trip_id.encode())
     answer = background.submit(ingress.post, "/trips/reserve", json={"trip_id": trip_id})
