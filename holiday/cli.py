@@ -8,14 +8,19 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
+from urllib.parse import urlsplit
 
 import click
 import httpx
+from botocore.exceptions import BotoCoreError, ClientError
 
+from holiday.config import Settings
 from holiday.devstack import LocalStack, Mode, Ports, StackError
 from holiday.models import RunType
+from holiday.storage import DynamoLedger
 
 DEFAULT_INGRESS = "http://127.0.0.1:8080"
+LOCAL_AWS = "http://127.0.0.1:4566"
 ingress_option = click.option(
     "--ingress",
     envvar="HOLIDAY_INGRESS",
@@ -138,6 +143,72 @@ def package(out: Path) -> None:
     click.echo(format_report(reports))
     if any("size" in r.over_budget for r in reports):
         _fail(f"an asset is over the {SIZE_BUDGET_MB:.0f} MB budget")
+
+
+@main.command()
+@click.option(
+    "--stack",
+    help="Audit a deployment: read the table names from this CloudFormation stack's outputs "
+    "(e.g. RestateHolidayStack), with your AWS credentials.",
+)
+@click.option(
+    "--aws-endpoint",
+    envvar="AWS_ENDPOINT_URL",
+    help="AWS endpoint of the tables [default: the local stack's, http://127.0.0.1:4566, unless --stack].",
+)
+@click.option(
+    "--admin",
+    envvar="HOLIDAY_ADMIN",
+    default="http://127.0.0.1:9070",
+    show_default=True,
+    help="Restate admin API, to list invocations still retrying; '' to skip (env HOLIDAY_ADMIN).",
+)
+@click.option("--admin-token", envvar="RESTATE_AUTH_TOKEN", help="Bearer token for the admin API (Restate Cloud).")
+@click.option(
+    "--threshold",
+    default=60.0,
+    show_default=True,
+    help="Seconds: a pending row older than this is stuck; a trip changed more recently is in flight.",
+)
+def audit(stack: str | None, aws_endpoint: str | None, admin: str, admin_token: str | None, threshold: float) -> None:
+    """Check every trip in the tables: fully booked or fully undone, no duplicates, nothing stuck."""
+    from holiday.audit import audit as run_audit
+    from holiday.audit import format_report
+
+    ledgers = _audit_ledgers(stack, aws_endpoint)
+    try:
+        report = run_audit(ledgers, threshold, admin or None, admin_token)
+    except (BotoCoreError, ClientError) as err:
+        _fail(f"cannot read the tables: {err}")
+    click.echo(format_report(report, threshold))
+    if not report.ok:
+        raise SystemExit(1)
+
+
+def _audit_ledgers(stack: str | None, endpoint: str | None) -> dict[str, DynamoLedger]:
+    """The three tables: named by the stack's outputs, or by the environment (local defaults)."""
+    import boto3
+
+    settings = Settings.from_env()
+    names = {"flights": settings.flights_table, "cars": settings.cars_table, "payments": settings.payments_table}
+    options: dict[str, Any] = {"region_name": settings.aws_region}
+    if stack is not None:
+        try:
+            described = boto3.client("cloudformation", **options).describe_stacks(StackName=stack)
+        except (BotoCoreError, ClientError) as err:
+            _fail(f"cannot read the outputs of stack {stack}: {err}")
+        outputs = {o["OutputKey"]: o["OutputValue"] for o in described["Stacks"][0].get("Outputs", [])}
+        names = {key: outputs[f"{key}TableName"] for key in names}
+    else:
+        options["endpoint_url"] = endpoint or LOCAL_AWS
+        if _is_loopback(options["endpoint_url"]):
+            options.update(aws_access_key_id="local", aws_secret_access_key="local")
+    client = boto3.client("dynamodb", **options)
+    return {key: DynamoLedger(name, client) for key, name in names.items()}
+
+
+def _is_loopback(url: str) -> bool:
+    return (urlsplit(url).hostname or "") in ("127.0.0.1", "localhost", "::1")
 
 
 @main.command()

@@ -10,7 +10,7 @@ cancelled one.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from decimal import Decimal
 from functools import cache
 from typing import Any, Protocol
@@ -92,6 +92,12 @@ class DynamoLedger:
             ConsistentRead=True,
         )
         return [{k: _deserialize(v) for k, v in item.items()} for page in pages for item in page["Items"]]
+
+    def scan(self) -> Iterator[Row]:
+        """Every row of the table, for audits."""
+        for page in self._client.get_paginator("scan").paginate(TableName=self.table_name, ConsistentRead=True):
+            for item in page["Items"]:
+                yield {k: _deserialize(v) for k, v in item.items()}
 
     def _conditional(self, operation: str, what: str, **request: Any) -> None:
         try:
