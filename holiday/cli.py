@@ -212,6 +212,43 @@ def _is_loopback(url: str) -> bool:
 
 
 @main.command()
+@click.option("--trips", default=200, show_default=True, help="Reservations per scenario.")
+@click.option("--concurrency", default=16, show_default=True, help="Reservations in flight at once.")
+@click.option(
+    "--scenario",
+    "scenarios",
+    multiple=True,
+    type=click.Choice(["services", "restate", "dynamodb"]),
+    help="Which faults to inject (repeatable) [default: all three].",
+)
+@click.option(
+    "--mode",
+    "modes",
+    multiple=True,
+    type=click.Choice(["http", "lambda"]),
+    help="Run the services over HTTP, as Lambda functions, or both (repeatable) [default: both].",
+)
+@click.option("--seed", default=0, show_default=True, help="Seeds the trip mix and the fault timing.")
+def chaos(trips: int, concurrency: int, scenarios: tuple[str, ...], modes: tuple[Mode, ...], seed: int) -> None:
+    """Book trips under load while killing the services, restate-server or DynamoDB; then audit."""
+    from holiday.chaos import SCENARIOS, Profile, run_scenario
+
+    profile = Profile(trips=trips, concurrency=concurrency)
+    click.echo(f"{trips} trips per scenario, {concurrency} at once, half clean, half with an injected failure")
+    results = [
+        run_scenario(scenario, mode, profile, Path.cwd(), seed, log=click.echo)
+        for mode in modes or ("http", "lambda")
+        for scenario in scenarios or SCENARIOS
+    ]
+    total = sum(r.trips for r in results)
+    faults = sum(r.faults for r in results)
+    violations = sum(len(r.report.violations) + len(r.wrong_answers) for r in results)
+    click.echo(f"\nin all: {total} trips, {faults} faults injected, {violations} violations")
+    if not all(r.ok for r in results):
+        _fail("the saga broke a promise under chaos; see above")
+
+
+@main.command()
 @click.option("--trip-id", help="Your own trip id (1-64 of A-Z a-z 0-9 _ -); a new one by default.")
 @click.option("--run-type", type=click.Choice([r.value for r in RunType]), help="Inject this failure.")
 @click.option("--idempotency-key", help="Repeat-safe call: the same key returns the same answer.")

@@ -303,6 +303,11 @@ class LocalStack:
         for pid in busy:
             os.kill(pid, signal.SIGKILL)
 
+    def crash_restate(self) -> None:
+        """SIGKILL restate-server and start it again on the same data, as after a host crash."""
+        self.processes["restate"].kill()
+        self.start_restate(fresh=False)
+
     def register(self) -> None:
         """Tell Restate where the services are (force: replace an earlier registration)."""
         if self.mode == "lambda":

@@ -28,6 +28,9 @@ class Hold:
     needles: tuple[bytes, ...]
     held: threading.Event = field(default_factory=threading.Event)
     released: threading.Event = field(default_factory=threading.Event)
+    # Set once the held request, let through, has been answered upstream: (status, body).
+    answered: threading.Event = field(default_factory=threading.Event)
+    answer: tuple[int, bytes] | None = None
 
     def matches(self, body: bytes) -> bool:
         return not self.held.is_set() and all(n in body for n in self.needles)
@@ -80,8 +83,11 @@ class FaultProxy:
                     self.close_connection = True
                     self.connection.shutdown(socket.SHUT_RDWR)
                     return
-                proxy._maybe_hold(body)
+                hold = proxy._maybe_hold(body)
                 status, headers, payload = proxy._forward(self.command, self.path, dict(self.headers), body)
+                if hold is not None:
+                    hold.answer = (status, payload)
+                    hold.answered.set()
                 try:
                     self.send_response(status)
                     for name, value in headers:
@@ -131,13 +137,14 @@ class FaultProxy:
                 fault.dropped += 1
         return fault is not None
 
-    def _maybe_hold(self, body: bytes) -> None:
+    def _maybe_hold(self, body: bytes) -> Hold | None:
         with self._lock:
             hold = next((h for h in self.holds if h.matches(body)), None)
             if hold is not None:
                 hold.held.set()
         if hold is not None:
             hold.released.wait(60)
+        return hold
 
     def _forward(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, Any, bytes]:
         conn = http.client.HTTPConnection(self.upstream.hostname or "127.0.0.1", self.upstream.port, timeout=30)

@@ -19,6 +19,7 @@ from typing import Protocol, TypeVar
 from restate import TerminalError
 
 T = TypeVar("T")
+UNDO_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -75,14 +76,25 @@ class Saga:
     async def compensate(self) -> list[str]:
         """Run every registered undo, newest first; return their names in the order run.
 
-        An undo that raises stops here and propagates, so Restate retries the
+        A transient error in an undo propagates, so Restate retries the
         invocation and, on replay, continues with the same undo: none is skipped.
+        A `TerminalError` from an undo is most likely a cancellation of the
+        invocation arriving mid-compensation (Restate raises it once, at the next
+        await, and cancels the undo's call with it): the undo is asked again, so
+        a cancelled trip is still undone in full. An undo that keeps failing
+        terminally is a bug; after `UNDO_ATTEMPTS` its error propagates.
         """
         ran: list[str] = []
         while self._undo:
             undo = self._undo[-1]
             self._notify_started(undo.name, undo.ref, compensating=True)
-            await undo.action()
+            for attempt in range(1, UNDO_ATTEMPTS + 1):
+                try:
+                    await undo.action()
+                    break
+                except TerminalError:
+                    if attempt == UNDO_ATTEMPTS:
+                        raise
             self._undo.pop()
             self._notify_finished(undo.name, None, compensating=True)
             ran.append(undo.name)

@@ -131,3 +131,40 @@ def test_listener_sees_every_step_and_undo_in_order() -> None:
         ("undo", "undo a", "started"),
         ("undo", "undo a", "done"),
     ]
+
+
+def test_an_undo_interrupted_by_a_cancellation_is_asked_again() -> None:
+    """Restate raises a cancellation once, at the next await: the undo must still happen."""
+    j = Journal()
+    saga = Saga(j)
+    calls = {"undo a": 0}
+
+    async def undo_a() -> None:
+        calls["undo a"] += 1
+        if calls["undo a"] == 1:
+            raise TerminalError("cancelled", status_code=409)
+        j.effects.append("undo a")
+
+    async def scenario() -> None:
+        await saga.step("a", j.act("a"), undo=Compensation("undo a", undo_a))
+        await saga.step("b", j.act("b", TerminalError("b broke")), undo=Compensation("undo b", j.act("undo b")))
+
+    with pytest.raises(TerminalError):
+        asyncio.run(scenario())
+    assert asyncio.run(saga.compensate()) == ["undo b", "undo a"]
+    assert j.effects == ["a", "b", "undo b", "undo a"]
+
+
+def test_an_undo_that_always_fails_terminally_is_not_hidden() -> None:
+    j = Journal()
+    saga = Saga(j)
+
+    async def scenario() -> None:
+        await saga.step("a", j.act("a"), undo=Compensation("undo a", j.act("undo a", TerminalError("bug"))))
+        await saga.step("b", j.act("b", TerminalError("b broke")))
+
+    with pytest.raises(TerminalError, match="b broke"):
+        asyncio.run(scenario())
+    with pytest.raises(TerminalError, match="bug"):
+        asyncio.run(saga.compensate())
+    assert j.effects == ["a", "b", "undo a", "undo a", "undo a"]
