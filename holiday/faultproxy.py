@@ -16,9 +16,10 @@ import http.client
 import socket
 import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
+
+from holiday.localhttp import Handler, QuietServer
 
 
 @dataclass
@@ -68,15 +69,7 @@ class FaultProxy:
         self._lock = threading.Lock()
         proxy = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def setup(self) -> None:
-                super().setup()
-                # Headers and body go out in separate writes: without this, Nagle's
-                # algorithm and delayed ACKs add 40 ms to every response.
-                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
+        class ProxyHandler(Handler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length") or 0))
                 if proxy._should_drop(body):
@@ -101,11 +94,7 @@ class FaultProxy:
 
             do_GET = do_POST
 
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer((host, port), Handler)
-        self.server.daemon_threads = True
+        self.server = QuietServer((host, port), ProxyHandler)
         self.url = f"http://{host}:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 

@@ -26,10 +26,11 @@ import threading
 import time
 import uuid
 from dataclasses import asdict, dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from holiday.localhttp import Handler, QuietServer
 from holiday.processes import die_with_parent
 
 ACCOUNT = "123456789012"
@@ -222,15 +223,7 @@ class LocalLambda:
         self.pools = {s.name: FunctionPool(s, base_env, region) for s in specs}
         runtime = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def setup(self) -> None:
-                super().setup()
-                # Headers and body go out in separate writes: without this, Nagle's
-                # algorithm and delayed ACKs add 40 ms to every response.
-                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
+        class InvokeHandler(Handler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length") or 0))
                 runtime.handle_invoke(self, body)
@@ -238,11 +231,7 @@ class LocalLambda:
             def do_GET(self) -> None:
                 runtime.handle_local(self)
 
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer((host, port), Handler)
-        self.server.daemon_threads = True
+        self.server = QuietServer((host, port), InvokeHandler)
 
     def serve_forever(self) -> None:
         self.server.serve_forever()
