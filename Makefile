@@ -53,4 +53,4 @@ fmt: install
 	$(BIN)/ruff format .
 
 clean:
-	rm -rf $(VENV) node_modules .holiday build cdk.out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) node_modules .holiday build cdk.out .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -17,6 +17,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    Strict,
     StringConstraints,
     ValidationError,
     field_validator,
@@ -33,7 +34,8 @@ def _as_utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
-Time = Annotated[datetime, AfterValidator(_as_utc)]
+# Strict: an ISO 8601 date-time string only, not a bare date or a number of seconds.
+Time = Annotated[datetime, Strict(), AfterValidator(_as_utc)]
 
 
 class RunType(StrEnum):
@@ -118,7 +120,7 @@ class TripRequest(TimesInOrder):
         """
         if body and len(body) > MAX_BODY_BYTES:
             raise BadRequest(f"request body is {len(body)} bytes; the limit is {MAX_BODY_BYTES}", 413)
-        if not body or not body.strip():
+        if not body or not body.strip(b" \t\r\n"):  # JSON's own whitespace, nothing else
             return cls()
         try:
             text = body.decode("utf-8")

@@ -39,6 +39,14 @@ BAD_BODIES = {
     ),
     "invalid UTF-8": (b'{"trip_id": "\xff"}', 400, "request body is not valid UTF-8"),
     "nested too deeply": (b"[" * 5000 + b"]" * 5000, 400, "request body is nested too deeply"),
+    "a default date past the year 9999": (
+        b'{"depart_at": "9999-12-31T23:00:00Z"}',
+        400,
+        "trip dates out of range",
+    ),
+    "a number of seconds as a time": (b'{"depart_at": 0}', 400, "depart_at: Input should be a valid datetime"),
+    "a bare date as a time": (b'{"rental_to": "2027-01-01"}', 400, "rental_to: Input should be a valid datetime"),
+    "whitespace that JSON does not allow": (b"\x0b", 400, "request body is not valid JSON"),
     "oversize body": (json.dumps({"depart_city": "x" * 20_000}).encode(), 413, "the limit is 16384"),
 }
 

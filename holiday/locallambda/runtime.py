@@ -46,7 +46,9 @@ class FunctionSpec:
     handler: str  # e.g. "holiday.functions.trips.app"
     timeout: float = 30.0
     memory_mb: int = 256
-    max_workers: int = 16
+    # Execution environments per function. Each is a Python process importing the SDK:
+    # on a small machine many of them at once would only compete for the same cores.
+    max_workers: int = 4
 
     def arn(self, region: str) -> str:
         return f"arn:aws:lambda:{region}:{ACCOUNT}:function:{self.name}:{VERSION}"
