@@ -17,11 +17,13 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    Strict,
     StringConstraints,
     ValidationError,
     field_validator,
     model_validator,
+)
+from pydantic import (
+    Strict as StrictInput,
 )
 
 MAX_BODY_BYTES = 16 * 1024
@@ -35,7 +37,7 @@ def _as_utc(value: datetime) -> datetime:
 
 
 # Strict: an ISO 8601 date-time string only, not a bare date or a number of seconds.
-Time = Annotated[datetime, Strict(), AfterValidator(_as_utc)]
+Time = Annotated[datetime, StrictInput(), AfterValidator(_as_utc)]
 
 
 class RunType(StrEnum):
