@@ -57,7 +57,7 @@ class Profile:
     # On average, between two faults. restate-server needs a few seconds after a restart
     # to make progress again (more in lambda mode, where a trip is a dozen invocations):
     # killing it every second would only prove that nothing moves while it is down.
-    fault_every_s: tuple[tuple[str, float], ...] = (("services", 1.5), ("restate", 8.0), ("dynamodb", 3.0))
+    fault_every_s: tuple[tuple[str, float], ...] = (("services", 1.5), ("restate", 4.0), ("dynamodb", 3.0))
     outage_s: float = 3.0  # how long DynamoDB stays unreachable
     answer_within_s: float = 180.0  # a caller gives up after this
 

@@ -13,7 +13,11 @@ from typing import IO
 
 
 def die_with_parent() -> None:
-    """In the child: own process group (Ctrl-C is the parent's to handle), and die if the parent dies."""
+    """In the child: own process group (Ctrl-C is the parent's to handle), and die if the parent dies.
+
+    Linux sends the signal when the *thread* that started the child ends, so
+    start long-lived children from a thread that lives as long as they should.
+    """
     os.setsid()
     if sys.platform == "linux":
         pr_set_pdeathsig = 1

@@ -31,7 +31,6 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from holiday.localhttp import Handler, QuietServer
-from holiday.processes import die_with_parent
 
 ACCOUNT = "123456789012"
 VERSION = "1"
@@ -81,7 +80,9 @@ class Worker:
             env=env,
             stdin=subprocess.DEVNULL,
             pass_fds=[theirs.fileno()],
-            preexec_fn=die_with_parent,
+            # No parent-death signal here: it fires when the *thread* that started the
+            # worker ends, and request threads end with their connection. A worker
+            # ends by itself when the runtime goes: its socket reads end of file.
         )
         theirs.close()
         self.channel = ours
@@ -187,7 +188,9 @@ class FunctionPool:
     def _acquire(self) -> Worker:
         with self._free:
             while True:
-                idle = next((w for w in self.workers if not w.busy and w.alive), None)
+                # A worker that died while idle (killed from outside) leaves room for a new one.
+                self.workers = [w for w in self.workers if w.busy or w.alive]
+                idle = next((w for w in self.workers if not w.busy), None)
                 if idle is None and len(self.workers) < self.spec.max_workers:
                     idle = Worker(self.spec, self.env)
                     self.workers.append(idle)
