@@ -15,7 +15,9 @@ from typing import Any
 
 import httpx
 import pytest
+from click.testing import CliRunner
 
+from holiday.cli import main
 from holiday.devstack import LocalStack
 from holiday.faultproxy import FaultProxy
 from tests.support import Inbox, poll, rows, statuses
@@ -123,6 +125,14 @@ def test_a_compensation_that_keeps_failing_is_retried_until_the_fault_clears(
         assert statuses(stack, trip_id) == {"flights": ["pending"], "cars": ["pending"], "payments": ["refunded"]}
         assert not answer.done(), "the caller was answered before the trip was undone"
         assert inbox.messages(trip_id) == []
+        # holiday audit lists the undo still retrying (the trip itself is in flight, not judged yet).
+        audit = CliRunner().invoke(
+            main, ["audit", "--aws-endpoint", stack.aws_url, "--admin", stack.admin_url, "--threshold", "600"]
+        )
+        retrying = [line for line in audit.output.splitlines() if stuck["cancel car"][0]["id"] in line]
+        assert len(retrying) == 1, audit.output
+        assert "cars/cancel backing-off" in retrying[0]
+        assert "ConnectionClosedError" in retrying[0]
     finally:
         fault.clear()
 
