@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: install dev dev-lambda test package assets lint fmt clean
+.PHONY: install dev dev-lambda test chaos audit package assets lint fmt clean
 
 install: $(PY_STAMP) $(NODE_STAMP)
 
@@ -42,6 +42,14 @@ build/lambda/.built: $(PY_STAMP) pyproject.toml constraints.txt $(shell find hol
 
 test: install
 	$(BIN)/pytest
+
+# Book trips under load while killing the services, restate-server or DynamoDB; then audit.
+chaos: install
+	$(BIN)/holiday chaos
+
+# Check the local stack's tables (run beside `make dev`).
+audit: install
+	$(BIN)/holiday audit
 
 lint: install
 	$(BIN)/ruff check .
