@@ -249,6 +249,34 @@ def chaos(trips: int, concurrency: int, scenarios: tuple[str, ...], modes: tuple
 
 
 @main.command()
+@click.option("--count", default=300, show_default=True, help="Reservations per run.")
+@click.option("--concurrency", default=32, show_default=True, help="Reservations in flight at once.")
+@click.option("--mix", default="clean=1", show_default=True, help="run_types and weights, e.g. clean=6,failPayment=1.")
+@click.option("--baseline/--no-baseline", default=True, show_default=True, help="Also drive the null saga first.")
+@click.option(
+    "--mode",
+    type=click.Choice(["http", "lambda"]),
+    default="http",
+    show_default=True,
+    help="How the local stack runs the services.",
+)
+@click.option("--ingress", help="Bench this ingress instead of starting a local stack (no CPU or Lambda figures).")
+@click.option("--warmup", default=30, show_default=True, help="Reservations sent first and not counted.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+def bench(
+    count: int, concurrency: int, mix: str, baseline: bool, mode: Mode, ingress: str | None, warmup: int, as_json: bool
+) -> None:
+    """Measure trips/s and latency against the null saga, with CPU per process and Lambda cost."""
+    from holiday.bench import run_bench_command
+
+    try:
+        output = run_bench_command(count, concurrency, mix, baseline, mode, ingress, warmup, as_json, Path.cwd())
+    except (ValueError, StackError) as err:
+        _fail(str(err))
+    click.echo(output)
+
+
+@main.command()
 @click.option("--trip-id", help="Your own trip id (1-64 of A-Z a-z 0-9 _ -); a new one by default.")
 @click.option("--run-type", type=click.Choice([r.value for r in RunType]), help="Inject this failure.")
 @click.option("--idempotency-key", help="Repeat-safe call: the same key returns the same answer.")

@@ -17,10 +17,12 @@ from hypercorn.asyncio import serve
 from hypercorn.config import Config
 from restate.server import install_shutdown_hook
 
+from holiday import nullsaga
 from holiday.functions import cars, flights, payments, trips
 
-# The same services the four Lambda functions serve, here in one process.
-SERVICES = [*trips.SERVICES, *flights.SERVICES, *cars.SERVICES, *payments.SERVICES]
+# The same services the four Lambda functions serve, here in one process, plus the
+# null saga that `holiday bench` measures as its baseline.
+SERVICES = [*trips.SERVICES, *flights.SERVICES, *cars.SERVICES, *payments.SERVICES, *nullsaga.SERVICES]
 
 app: Any = restate.app(services=SERVICES)
 
@@ -36,6 +38,11 @@ def hypercorn_config(host: str, port: int) -> Config:
     config.bind = [f"{host}:{port}"]
     config.h2_max_concurrent_streams = 1000
     config.keep_alive_timeout = 3600
+    # hypercorn closes a connection after 1,000 requests by default. Every Restate
+    # invocation is one HTTP/2 stream on a few long-lived connections, so that limit
+    # was reached about every 140 trips. restate-server then waited about 30 s on the
+    # closing connection before it retried, which put a 30 s stall into the p99.
+    config.keep_alive_max_requests = 2**62
     config.graceful_timeout = 2
     config.accesslog = None
     config.loglevel = "ERROR"  # not its warning that Restate's app has no ASGI lifespan
