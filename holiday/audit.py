@@ -114,10 +114,15 @@ def _describe(statuses: Mapping[str, list[str]]) -> str:
 
 
 def stuck_invocations(admin_url: str, token: str | None = None) -> list[dict[str, Any]]:
-    """Invocations Restate is still retrying (backing-off) or has paused, from its admin API."""
+    """Invocations Restate is still retrying or has paused, from its admin API.
+
+    A retried invocation alternates between `backing-off` (waiting) and `running`
+    (the next attempt): one that is running again after a failure counts too.
+    """
     query = (
         "SELECT id, target, status, retry_count, last_failure, created_at FROM sys_invocation "
-        "WHERE status IN ('backing-off', 'paused') ORDER BY created_at"
+        "WHERE status IN ('backing-off', 'paused') OR (status = 'running' AND last_failure IS NOT NULL) "
+        "ORDER BY created_at"
     )
     headers = {"accept": "application/json"}
     if token:

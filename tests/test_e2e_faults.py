@@ -131,7 +131,7 @@ def test_a_compensation_that_keeps_failing_is_retried_until_the_fault_clears(
         )
         retrying = [line for line in audit.output.splitlines() if stuck["cancel car"][0]["id"] in line]
         assert len(retrying) == 1, audit.output
-        assert "cars/cancel backing-off" in retrying[0]
+        assert "cars/cancel" in retrying[0]
         assert "ConnectionClosedError" in retrying[0]
     finally:
         fault.clear()
