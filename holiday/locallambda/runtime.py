@@ -287,8 +287,13 @@ class LocalLambda:
 
 def _reply(request: BaseHTTPRequestHandler, status: int, payload: Any, headers: dict[str, str]) -> None:
     data = json.dumps(payload).encode()
+    # One connection per invocation: a caller that pooled connections to this runtime
+    # would otherwise, after the runtime restarts, send its next invocation down a
+    # connection nobody answers, and wait (restate-server waited 60 s) before retrying.
+    request.close_connection = True
     try:
         request.send_response(status)
+        request.send_header("Connection", "close")
         request.send_header("Content-Type", "application/json")
         request.send_header("Content-Length", str(len(data)))
         request.send_header("x-amzn-RequestId", str(uuid.uuid4()))
