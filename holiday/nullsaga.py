@@ -14,11 +14,11 @@ flight, reserve car, process payment, confirm flight, confirm car), one
 from __future__ import annotations
 
 import restate
-from restate import TerminalError
 from restate.serde import BytesSerde
 
 from holiday.durability import pydantic_serde
-from holiday.models import BadRequest, BookingRef, BookingResult, TripOutcome, TripRequest
+from holiday.models import BookingRef, BookingResult, TripOutcome
+from holiday.trips import parse_request
 
 STEPS = ("reserve flight", "reserve car", "process payment", "confirm flight", "confirm car")
 _outcome_serde = pydantic_serde(TripOutcome)
@@ -35,11 +35,7 @@ async def step(ctx: restate.Context, req: BookingRef) -> BookingResult:
 
 @nulltrips.handler(input_serde=BytesSerde())
 async def reserve(ctx: restate.Context, body: bytes | None) -> TripOutcome:
-    try:
-        request = TripRequest.parse(body)
-    except BadRequest as bad:
-        raise TerminalError(str(bad), status_code=bad.status) from None
-    trip_id = request.trip_id or str(ctx.uuid())
+    trip_id = parse_request(body).trip_id or str(ctx.uuid())
     return await ctx.object_call(run, key=trip_id, arg=trip_id)
 
 

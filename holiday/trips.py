@@ -66,12 +66,16 @@ trip = restate.VirtualObject(
 @trips.handler(input_serde=BytesSerde())
 async def reserve(ctx: restate.Context, body: bytes | None) -> TripOutcome:
     """Validate the request, then run (or rejoin) the trip's saga and return its outcome."""
+    plan = await _plan(ctx, parse_request(body))
+    return await ctx.object_call(run, key=plan.trip_id, arg=plan)
+
+
+def parse_request(body: bytes | None) -> TripRequest:
+    """The request, or a terminal 4xx naming what is wrong with it (never retried)."""
     try:
-        request = TripRequest.parse(body)
+        return TripRequest.parse(body)
     except BadRequest as bad:
         raise TerminalError(str(bad), status_code=bad.status) from None
-    plan = await _plan(ctx, request)
-    return await ctx.object_call(run, key=plan.trip_id, arg=plan)
 
 
 async def _plan(ctx: restate.Context, request: TripRequest) -> TripPlan:
