@@ -61,9 +61,11 @@ def inbox(stack: LocalStack) -> Inbox:
 
 @pytest.fixture(scope="session")
 def ingress(stack: LocalStack) -> Iterator[httpx.Client]:
-    # Drop idle connections after 1 s: a request on a connection the ingress is just closing
-    # for idleness fails with "server disconnected" before it is sent, which is a client race.
-    limits = httpx.Limits(keepalive_expiry=1.0)
+    # A fresh connection per request. The ingress closes a connection after it refuses a
+    # request early (wrong content type, private service) without reading its body. A next
+    # request sent down that closing connection fails with "server disconnected" before the
+    # server has seen it: a race in the client, not an answer.
+    limits = httpx.Limits(max_keepalive_connections=0)
     with httpx.Client(base_url=stack.ingress_url, timeout=60, limits=limits) as client:
         yield client
 
