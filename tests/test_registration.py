@@ -286,10 +286,9 @@ def fake_admin() -> Iterator[FakeAdmin]:
     fake.close()
 
 
-def test_every_admin_call_carries_the_token_from_secrets_manager(
-    local: LocalStack, fake_admin: FakeAdmin, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    secret = local.aws_client("secretsmanager").create_secret(Name="restate-admin-token", SecretString="s3cret")
+@pytest.fixture
+def boto3_on_moto(local: LocalStack, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The handler's boto3 (Secrets Manager) talks to the local stand-in, as it would to AWS."""
     for name, value in {
         "AWS_ENDPOINT_URL": local.aws_url,
         "AWS_ACCESS_KEY_ID": "local",
@@ -297,6 +296,11 @@ def test_every_admin_call_carries_the_token_from_secrets_manager(
         "AWS_REGION": "us-east-1",
     }.items():
         monkeypatch.setenv(name, value)
+
+
+@pytest.mark.usefixtures("boto3_on_moto")
+def test_every_admin_call_carries_the_token_from_secrets_manager(local: LocalStack, fake_admin: FakeAdmin) -> None:
+    secret = local.aws_client("secretsmanager").create_secret(Name="restate-admin-token", SecretString="s3cret")
     arn = "arn:aws:lambda:us-east-1:123456789012:function:holiday-trips:7"
     props = {"AuthTokenSecretArn": secret["ARN"], "RemovalPolicy": "destroy"}
 
@@ -313,14 +317,8 @@ def test_every_admin_call_carries_the_token_from_secrets_manager(
     assert fake_admin.requests[1][3] == {"arn": arn, "assume_role_arn": ROLE}  # and no "force"
 
 
-def test_a_missing_secret_fails_naming_the_secret(local: LocalStack, monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in {
-        "AWS_ENDPOINT_URL": local.aws_url,
-        "AWS_ACCESS_KEY_ID": "local",
-        "AWS_SECRET_ACCESS_KEY": "local",
-        "AWS_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(name, value)
+@pytest.mark.usefixtures("boto3_on_moto")
+def test_a_missing_secret_fails_naming_the_secret(local: LocalStack) -> None:
     secret_arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:nope-AbCdEf"
     create = event("Create", local.admin_url, local.function_arn("trips"), AuthTokenSecretArn=secret_arn)
     with pytest.raises(RegistrationError, match=f"secret {secret_arn} failed.*ResourceNotFoundException"):
