@@ -28,6 +28,22 @@ from holiday.processes import Process
 
 HOST = "127.0.0.1"
 LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
+
+# restate-server's defaults suit a cluster; one node on one laptop, whose AWS
+# stand-in keeps its state in memory, is better served by these. Each saga
+# step is a log append, so they halve a call's latency here (see the README's
+# performance section). Not for a production node: there the log is
+# replicated and every append is synced to disk.
+RESTATE_LOCAL_TUNING = {
+    # The log in the node's own RocksDB, instead of the replicated loglet
+    # that goes through the log-server role even with one node.
+    "RESTATE_BIFROST__DEFAULT_PROVIDER": "local",
+    # Appends reach the OS at once, so a crash of restate-server loses
+    # nothing; only a crash of the machine could.
+    "RESTATE_BIFROST__LOCAL__ROCKSDB_DISABLE_WAL_FSYNC": "true",
+}
+# The deployed functions, plus the null saga that `holiday bench` compares against.
+LOCAL_FUNCTIONS = {**FUNCTIONS, "nullsaga": "holiday.nullsaga.app"}
 TOPIC_NAME = "holiday-trips"
 LOCAL_ACCOUNT = "123456789012"  # moto's account
 Mode = Literal["http", "lambda"]
@@ -110,7 +126,7 @@ def restate_server_binary(project_dir: Path) -> Path:
 class LocalStack:
     """moto server + restate-server + the services, started and stopped together.
 
-    In "http" mode the four services run in one hypercorn process, registered by
+    In "http" mode the four services run in one granian process, registered by
     URL. In "lambda" mode each runs as a Lambda function behind the local
     Lambda runtime, registered by function version ARN with an invoker role,
     and restate-server invokes them through the AWS SDK, as on AWS.
@@ -144,7 +160,7 @@ class LocalStack:
 
     @property
     def services_url(self) -> str:
-        """Where the services answer: hypercorn, or the local Lambda runtime."""
+        """Where the services answer: granian, or the local Lambda runtime."""
         port = self.ports.functions if self.mode == "lambda" else self.ports.services
         return f"http://{HOST}:{port}"
 
@@ -200,15 +216,7 @@ class LocalStack:
         return process
 
     def start_aws(self) -> None:
-        argv = [
-            sys.executable,
-            "-c",
-            "from moto.server import main; main()",
-            "-H",
-            HOST,
-            "-p",
-            str(self.ports.aws),
-        ]
+        argv = [sys.executable, "-m", "holiday.localaws", "--host", HOST, "--port", str(self.ports.aws)]
         self._spawn("aws", argv, dict(os.environ), self.log_dir / "moto.log")
         wait_until(http_ok(f"{self.aws_url}/moto-api/"), f"moto server on {self.aws_url}")
 
@@ -246,6 +254,7 @@ class LocalStack:
             "RESTATE_DISABLE_TELEMETRY": "true",
             "RESTATE_DEFAULT_NUM_PARTITIONS": str(self.partitions),
             "RESTATE_ROCKSDB_TOTAL_MEMORY_SIZE": "64 MB",
+            **RESTATE_LOCAL_TUNING,
             # Its Lambda client and the STS call for the invoker role go to the local stand-ins.
             **LOCAL_CREDENTIALS,
             "AWS_REGION": self.settings.aws_region,
@@ -270,7 +279,7 @@ class LocalStack:
         log = None if self.services_log_to_terminal else self.log_dir / "services.log"
         if self.mode == "lambda":
             argv = [sys.executable, "-m", "holiday.locallambda", "--host", HOST, "--port", str(self.ports.functions)]
-            argv += [f"--function=holiday-{name}={handler}" for name, handler in FUNCTIONS.items()]
+            argv += [f"--function=holiday-{name}={handler}" for name, handler in LOCAL_FUNCTIONS.items()]
             health = f"{self.services_url}/local/stats"
         else:
             argv = [sys.executable, "-m", "holiday.server", "--host", HOST, "--port", str(self.ports.services)]
@@ -312,7 +321,7 @@ class LocalStack:
         """Tell Restate where the services are (force: replace an earlier registration)."""
         if self.mode == "lambda":
             role = f"arn:aws:iam::{LOCAL_ACCOUNT}:role/holiday-restate-invoker"
-            targets = [{"arn": self.function_arn(name), "assume_role_arn": role} for name in FUNCTIONS]
+            targets = [{"arn": self.function_arn(name), "assume_role_arn": role} for name in LOCAL_FUNCTIONS]
         else:
             targets = [{"uri": self.services_url}]
         for target in targets:

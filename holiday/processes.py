@@ -12,16 +12,21 @@ from pathlib import Path
 from typing import IO
 
 
-def die_with_parent() -> None:
-    """In the child: own process group (Ctrl-C is the parent's to handle), and die if the parent dies.
+def exit_with_parent() -> None:
+    """Ask Linux to SIGKILL this process when its parent dies (elsewhere: do nothing).
 
-    Linux sends the signal when the *thread* that started the child ends, so
+    Linux sends the signal when the *thread* that started the process ends, so
     start long-lived children from a thread that lives as long as they should.
     """
-    os.setsid()
     if sys.platform == "linux":
         pr_set_pdeathsig = 1
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+
+def die_with_parent() -> None:
+    """In the child: own process group (Ctrl-C is the parent's to handle), and die if the parent dies."""
+    os.setsid()
+    exit_with_parent()
 
 
 @dataclass

@@ -10,7 +10,7 @@ import pytest
 from holiday.functions import FUNCTIONS
 from holiday.packaging import SIZE_BUDGET_MB, AssetReport
 
-LOCAL_TOOLS = {"hypercorn", "moto", "aws_cdk", "pytest", "click", "httpx", "flask", "boto3", "botocore"}
+LOCAL_TOOLS = {"granian", "uvloop", "moto", "aws_cdk", "pytest", "click", "httpx", "flask", "boto3", "botocore"}
 EM_AARCH64 = 183  # ELF e_machine of arm64
 
 
