@@ -13,10 +13,20 @@ invocation pays it instead.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from functools import cache
-from typing import Any
+from typing import Any, TypeVar
 
 from holiday.config import settings
+
+T = TypeVar("T")
+
+# As many threads as each client keeps connections: a blocking AWS call never
+# waits for a thread, and never opens a connection the pool would then drop.
+POOL_SIZE = 32
+_threads = ThreadPoolExecutor(POOL_SIZE, thread_name_prefix="aws")
 
 
 @cache
@@ -36,6 +46,11 @@ def client(service: str) -> Any:
             connect_timeout=2,
             read_timeout=5,
             retries={"max_attempts": 2, "mode": "standard"},
-            max_pool_connections=32,
+            max_pool_connections=POOL_SIZE,
         ),
     )
+
+
+async def off_loop(call: Callable[..., T], *args: object) -> T:
+    """Run a blocking AWS call in the shared threads, so the event loop keeps serving other invocations."""
+    return await asyncio.get_running_loop().run_in_executor(_threads, call, *args)

@@ -56,7 +56,7 @@ def booking_service(
         fail_if(req.run_type, fail_reserve, f"{noun} reservation")
         details = req.model_dump(mode="json", exclude=_REF_FIELDS)
         table = ledger(table_name())
-        await stored(ctx, "insert pending", table.insert, req.trip_id, req.booking_id, PENDING, details)
+        await stored(table.insert, req.trip_id, req.booking_id, PENDING, details)
         log.info("trip=%s %s %s reserved (pending)", req.trip_id, noun, req.booking_id)
         return BookingResult(trip_id=req.trip_id, booking_id=req.booking_id, status=PENDING)
 
@@ -65,7 +65,7 @@ def booking_service(
         """Turn a pending booking into a confirmed one; a cancelled one stays cancelled."""
         fail_if(req.run_type, fail_confirm, f"{noun} confirmation")
         table = ledger(table_name())
-        await stored(ctx, "confirm", table.advance, req.trip_id, req.booking_id, CONFIRMED, [PENDING])
+        await stored(table.advance, req.trip_id, req.booking_id, CONFIRMED, [PENDING])
         log.info("trip=%s %s %s confirmed", req.trip_id, noun, req.booking_id)
         return BookingResult(trip_id=req.trip_id, booking_id=req.booking_id, status=CONFIRMED)
 
@@ -73,7 +73,7 @@ def booking_service(
     async def cancel(ctx: restate.Context, req: BookingRef) -> BookingResult:
         """Undo a booking in whatever state it is; never fails on purpose."""
         table = ledger(table_name())
-        await stored(ctx, "cancel", table.close, req.trip_id, req.booking_id, CANCELLED)
+        await stored(table.close, req.trip_id, req.booking_id, CANCELLED)
         log.info("trip=%s %s %s cancelled", req.trip_id, noun, req.booking_id)
         return BookingResult(trip_id=req.trip_id, booking_id=req.booking_id, status=CANCELLED)
 

@@ -1,4 +1,4 @@
-"""How Restate retries this project's handlers, and how storage runs durably.
+"""How Restate retries this project's handlers, and how their storage writes stay safe.
 
 A dependency that fails (a table unreachable, a throttled call) is retried by
 Restate with backoff, for days if need be; after that the invocation is
@@ -14,11 +14,11 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import TypeVar
 
-import restate
 from pydantic import BaseModel
 from restate import InvocationRetryPolicy, RestateLoggingFilter, TerminalError
 from restate.serde import PydanticJsonSerde
 
+from holiday.aws import off_loop
 from holiday.storage import RowConflict
 
 T = TypeVar("T")
@@ -46,17 +46,20 @@ def pydantic_serde(model: type[M]) -> PydanticJsonSerde[M]:
     return PydanticJsonSerde(model)  # type: ignore[no-untyped-call]
 
 
-async def stored(ctx: restate.Context, name: str, write: Callable[..., T], *args: object) -> T:
-    """Run a storage call once, durably: its result is journaled, a crash retries it.
+async def stored(write: Callable[..., T], *args: object) -> T:
+    """Run one storage write for a handler whose only effect it is; the handler is the durable step.
+
+    Restate journals the handler's answer and retries the whole handler until
+    it has one, so the write may run again after a crash or a lost reply. Every
+    write of the ledger is made to be repeated (insert: the row is absent or
+    already so; advance: the target state is allowed; close: overwrite), so no
+    `ctx.run` journals it: that would cost a round trip to restate-server per
+    step and buy nothing.
 
     A `RowConflict` (the row is in a state that forbids the change) is a
     business answer, not an outage, so it becomes a `TerminalError`.
     """
-
-    def attempt() -> T:
-        try:
-            return write(*args)
-        except RowConflict as conflict:
-            raise TerminalError(str(conflict), status_code=409) from conflict
-
-    return await ctx.run_typed(name, attempt)
+    try:
+        return await off_loop(write, *args)
+    except RowConflict as conflict:
+        raise TerminalError(str(conflict), status_code=409) from conflict

@@ -35,7 +35,7 @@ async def process(ctx: restate.Context, req: PaymentRequest) -> BookingResult:
     """Charge the trip's amount once, however often this is retried."""
     fail_if(req.run_type, RunType.FAIL_PAYMENT, "payment")
     details = {"amount": req.amount, "currency": req.currency}
-    await stored(ctx, "charge", _ledger().insert, req.trip_id, req.booking_id, CHARGED, details)
+    await stored(_ledger().insert, req.trip_id, req.booking_id, CHARGED, details)
     log.info("trip=%s payment %s charged %s %s", req.trip_id, req.booking_id, req.amount, req.currency)
     return BookingResult(trip_id=req.trip_id, booking_id=req.booking_id, status=CHARGED)
 
@@ -43,6 +43,6 @@ async def process(ctx: restate.Context, req: PaymentRequest) -> BookingResult:
 @service.handler()
 async def refund(ctx: restate.Context, req: BookingRef) -> BookingResult:
     """Give the money back; never fails on purpose."""
-    await stored(ctx, "refund", _ledger().close, req.trip_id, req.booking_id, REFUNDED)
+    await stored(_ledger().close, req.trip_id, req.booking_id, REFUNDED)
     log.info("trip=%s payment %s refunded", req.trip_id, req.booking_id)
     return BookingResult(trip_id=req.trip_id, booking_id=req.booking_id, status=REFUNDED)

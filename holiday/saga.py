@@ -1,4 +1,4 @@
-"""The saga mechanics: run steps in order, undo the effects newest first.
+"""The saga mechanics: run steps in order (independent ones at once), undo the effects newest first.
 
 A step's undo is registered *before* the step runs. A step that fails
 part-way (its row written, its reply lost) is therefore undone too, which is
@@ -14,11 +14,10 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import Protocol
 
 from restate import TerminalError
 
-T = TypeVar("T")
 UNDO_ATTEMPTS = 3
 
 
@@ -31,12 +30,25 @@ class Compensation:
     ref: str | None = None
 
 
+@dataclass(frozen=True)
+class Step:
+    """A forward action, with the undo to register before it runs."""
+
+    name: str
+    action: Callable[[], Awaitable[object]]
+    undo: Compensation | None = None
+    ref: str | None = None
+
+
 class SagaListener(Protocol):
     """Told of every step and compensation, e.g. to keep the trip's record."""
 
     def started(self, name: str, ref: str | None, compensating: bool) -> None: ...
 
     def finished(self, name: str, error: str | None, compensating: bool) -> None: ...
+
+    def checkpoint(self) -> None:
+        """The news since the last checkpoint is worth keeping: steps started, or settled."""
 
 
 class Saga:
@@ -50,28 +62,48 @@ class Saga:
     async def step(
         self,
         name: str,
-        action: Callable[[], Awaitable[T]],
+        action: Callable[[], Awaitable[object]],
         *,
         undo: Compensation | None = None,
         ref: str | None = None,
-    ) -> T:
+    ) -> None:
         """Run `action`; on a terminal error remember `name` as the failed step and re-raise.
 
         Only `TerminalError` counts as failure: anything else is a transient
         fault that Restate retries, and the SDK's own control-flow exceptions
         must pass through untouched.
         """
-        if undo is not None:
-            self._undo.append(undo)
-        self._notify_started(name, ref, compensating=False)
-        try:
-            result = await action()
-        except TerminalError as err:
-            self.failed_step = name
-            self._notify_finished(name, err.message, compensating=False)
-            raise
-        self._notify_finished(name, None, compensating=False)
-        return result
+        await self.together(Step(name, action, undo, ref))
+
+    async def together(self, *steps: Step) -> None:
+        """Run steps that do not depend on each other at once, as one step of the saga.
+
+        Every undo is registered and every action started, in the order given,
+        before any is awaited: a Restate call is sent when it is made, so the
+        calls run concurrently, while the journal sees them in a fixed order.
+        If one fails terminally the others are still awaited, so no undo races
+        a step still running; then the first failure (in the order given) is
+        raised, and its step is the saga's failed step.
+        """
+        for step in steps:
+            if step.undo is not None:
+                self._undo.append(step.undo)
+            self._notify_started(step.name, step.ref, compensating=False)
+        self._checkpoint()
+        running = [step.action() for step in steps]
+        failure: TerminalError | None = None
+        for step, outcome in zip(steps, running, strict=True):
+            try:
+                await outcome
+            except TerminalError as err:
+                if failure is None:
+                    failure, self.failed_step = err, step.name
+                self._notify_finished(step.name, err.message, compensating=False)
+                continue
+            self._notify_finished(step.name, None, compensating=False)
+        self._checkpoint()
+        if failure is not None:
+            raise failure
 
     async def compensate(self) -> list[str]:
         """Run every registered undo, newest first; return their names in the order run.
@@ -88,6 +120,7 @@ class Saga:
         while self._undo:
             undo = self._undo[-1]
             self._notify_started(undo.name, undo.ref, compensating=True)
+            self._checkpoint()
             for attempt in range(1, UNDO_ATTEMPTS + 1):
                 try:
                     await undo.action()
@@ -97,6 +130,7 @@ class Saga:
                         raise
             self._undo.pop()
             self._notify_finished(undo.name, None, compensating=True)
+            self._checkpoint()
             ran.append(undo.name)
         return ran
 
@@ -107,3 +141,7 @@ class Saga:
     def _notify_finished(self, name: str, error: str | None, compensating: bool) -> None:
         if self._listener is not None:
             self._listener.finished(name, error, compensating)
+
+    def _checkpoint(self) -> None:
+        if self._listener is not None:
+            self._listener.checkpoint()

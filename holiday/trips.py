@@ -14,6 +14,7 @@ Two Restate components live here:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,6 +24,7 @@ from pydantic import ValidationError
 from restate import TerminalError
 from restate.serde import BytesSerde
 
+from holiday.aws import off_loop
 from holiday.cars import cars
 from holiday.durability import RETRY_POLICY, pydantic_serde, replay_safe_logger
 from holiday.faults import fail_if
@@ -43,7 +45,7 @@ from holiday.models import (
 )
 from holiday.notify import Announcement, notifier
 from holiday.payments import process, refund
-from holiday.saga import Compensation, Saga
+from holiday.saga import Compensation, Saga, Step
 
 FAILED_TRIP_STATUS = 409
 RECORD = "trip"
@@ -118,24 +120,31 @@ def _default_times(request: TripRequest, now: datetime | None) -> dict[str, date
 
 
 class TripRecorder:
-    """Keeps the trip's record in Restate state as the saga moves, and logs each step."""
+    """Keeps the trip's record in Restate state as the saga moves, and logs each step.
+
+    The record is saved at the saga's checkpoints (steps started; steps
+    settled), not at every change: each save is a journal entry, and steps run
+    together start and settle as one.
+    """
 
     def __init__(self, ctx: restate.ObjectContext, record: TripRecord) -> None:
         self._ctx = ctx
         self.record = record
-        self.save()
 
     def started(self, name: str, ref: str | None, compensating: bool) -> None:
         entries = self.record.compensations if compensating else self.record.steps
         entries.append(StepRecord(name=name, id=ref, status="running"))
-        log.info("trip=%s %s: started%s", self.record.trip_id, name, f" (id {ref})" if ref else "")
-        self.save()
+        log.debug("trip=%s %s: started%s", self.record.trip_id, name, f" (id {ref})" if ref else "")
 
     def finished(self, name: str, error: str | None, compensating: bool) -> None:
         entries = self.record.compensations if compensating else self.record.steps
         entry = next(e for e in reversed(entries) if e.name == name)
         entry.status, entry.error = ("failed", error) if error else ("done", None)
-        log.info("trip=%s %s: %s", self.record.trip_id, name, f"failed: {error}" if error else "done")
+        # A step done is in the service's own log line; what goes wrong, and the undo, is news here.
+        level = logging.INFO if error or compensating else logging.DEBUG
+        log.log(level, "trip=%s %s: %s", self.record.trip_id, name, f"failed: {error}" if error else "done")
+
+    def checkpoint(self) -> None:
         self.save()
 
     def save(self) -> None:
@@ -159,17 +168,21 @@ async def run(ctx: restate.ObjectContext, plan: TripPlan) -> TripOutcome:
         return lambda: ctx.service_call(handler, arg=arg)
 
     try:
-        await saga.step(
-            "reserve flight",
-            call(flights.reserve, FlightReservation(**flight.model_dump(), **_flight_details(plan))),
-            undo=Compensation("cancel flight", call(flights.cancel, flight), flight.booking_id),
-            ref=flight.booking_id,
-        )
-        await saga.step(
-            "reserve car",
-            call(cars.reserve, CarReservation(**car.model_dump(), **_car_details(plan))),
-            undo=Compensation("cancel car", call(cars.cancel, car), car.booking_id),
-            ref=car.booking_id,
+        # Flight and car do not depend on each other: both are held at once. The
+        # payment waits for both, so nobody is charged for a trip that cannot be held.
+        await saga.together(
+            Step(
+                "reserve flight",
+                call(flights.reserve, FlightReservation(**flight.model_dump(), **_flight_details(plan))),
+                Compensation("cancel flight", call(flights.cancel, flight), flight.booking_id),
+                flight.booking_id,
+            ),
+            Step(
+                "reserve car",
+                call(cars.reserve, CarReservation(**car.model_dump(), **_car_details(plan))),
+                Compensation("cancel car", call(cars.cancel, car), car.booking_id),
+                car.booking_id,
+            ),
         )
         await saga.step(
             "process payment",
@@ -178,8 +191,10 @@ async def run(ctx: restate.ObjectContext, plan: TripPlan) -> TripOutcome:
             ref=payment.booking_id,
         )
         # A failed confirmation is undone by the cancel registered at reservation.
-        await saga.step("confirm flight", call(flights.confirm, flight), ref=flight.booking_id)
-        await saga.step("confirm car", call(cars.confirm, car), ref=car.booking_id)
+        await saga.together(
+            Step("confirm flight", call(flights.confirm, flight), ref=flight.booking_id),
+            Step("confirm car", call(cars.confirm, car), ref=car.booking_id),
+        )
         outcome = TripOutcome(
             trip_id=plan.trip_id,
             flight_booking_id=flight.booking_id,
@@ -193,6 +208,7 @@ async def run(ctx: restate.ObjectContext, plan: TripPlan) -> TripOutcome:
 
     recorder.record.status, recorder.record.outcome = "succeeded", outcome
     recorder.save()
+    log.info("trip=%s booked", plan.trip_id)
     return outcome
 
 
@@ -220,7 +236,10 @@ async def _undo(ctx: restate.ObjectContext, saga: Saga, recorder: TripRecorder, 
 
 async def _announce(ctx: restate.ObjectContext, announcement: Announcement, run_type: RunType | None = None) -> None:
     fail_if(run_type, RunType.FAIL_NOTIFICATION, "success notification")
-    await ctx.run_typed(f"announce {announcement.outcome}", notifier().announce, restate.RunOptions(), announcement)
+    # Journaled: a replay after a crash does not announce the trip twice.
+    await ctx.run_typed(
+        f"announce {announcement.outcome}", off_loop, restate.RunOptions(), notifier().announce, announcement
+    )
 
 
 def _earlier_outcome(record: TripRecord) -> TripOutcome:

@@ -136,6 +136,7 @@ def test_trip_lookup_shows_steps_ids_compensations_and_outcome(trip_id: str, ing
         ("reserve car", "done"),
         ("process payment", "done"),
         ("confirm flight", "failed"),
+        ("confirm car", "done"),  # confirmed together with the flight, then cancelled
     ]
     assert all(s["id"] for s in record["steps"])
     assert [c["name"] for c in record["compensations"]] == ["refund payment", "cancel car", "cancel flight"]

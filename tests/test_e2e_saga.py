@@ -25,8 +25,11 @@ class Expected:
 
 MATRIX: dict[str | None, Expected] = {
     None: Expected(None, {"flights": ["confirmed"], "cars": ["confirmed"], "payments": ["charged"]}, []),
+    # Flight and car are reserved together, so the car is held, then cancelled, here too.
     "failFlightsReservation": Expected(
-        "reserve flight", {"flights": ["cancelled"], "cars": [], "payments": []}, ["cancel flight"]
+        "reserve flight",
+        {"flights": ["cancelled"], "cars": ["cancelled"], "payments": []},
+        ["cancel car", "cancel flight"],
     ),
     "failCarRentalReservation": Expected(
         "reserve car",

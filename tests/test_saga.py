@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 from restate import TerminalError
 
-from holiday.saga import Compensation, Saga
+from holiday.saga import Compensation, Saga, Step
 
 
 class Journal:
@@ -17,6 +17,7 @@ class Journal:
     def __init__(self) -> None:
         self.effects: list[str] = []
         self.events: list[tuple[str, str, str | None]] = []
+        self.checkpoints: list[int] = []  # how many events had been told at each checkpoint
 
     def act(self, name: str, fail: Exception | None = None) -> Callable[[], Awaitable[str]]:
         async def action() -> str:
@@ -32,6 +33,25 @@ class Journal:
 
     def finished(self, name: str, error: str | None, compensating: bool) -> None:
         self.events.append(("undo" if compensating else "step", name, error or "done"))
+
+    def checkpoint(self) -> None:
+        self.checkpoints.append(len(self.events))
+
+    def call(self, name: str, fail: Exception | None = None) -> Callable[[], Awaitable[str]]:
+        """Like a Restate call: the work starts when the call is made, its answer comes when awaited."""
+
+        def start() -> Awaitable[str]:
+            self.effects.append(f"start {name}")
+
+            async def answer() -> str:
+                self.effects.append(f"answer {name}")
+                if fail is not None:
+                    raise fail
+                return name
+
+            return answer()
+
+        return start
 
 
 async def three_steps(saga: Saga, j: Journal, failing: str | None) -> None:
@@ -168,3 +188,44 @@ def test_an_undo_that_always_fails_terminally_is_not_hidden() -> None:
     with pytest.raises(TerminalError, match="bug"):
         asyncio.run(saga.compensate())
     assert j.effects == ["a", "b", "undo a", "undo a", "undo a"]
+
+
+def test_steps_together_all_start_before_any_is_awaited() -> None:
+    j = Journal()
+    saga = Saga(j)
+    asyncio.run(saga.together(Step("a", j.call("a")), Step("b", j.call("b"))))
+    assert j.effects == ["start a", "start b", "answer a", "answer b"]
+    assert saga.failed_step is None
+
+
+def test_a_failure_together_waits_for_the_others_then_undoes_all_newest_first() -> None:
+    j = Journal()
+    saga = Saga(j)
+
+    async def trip() -> None:
+        await saga.step("x", j.act("x"), undo=Compensation("undo x", j.act("undo x")))
+        await saga.together(
+            Step("a", j.call("a", TerminalError("a broke")), Compensation("undo a", j.act("undo a"))),
+            Step("b", j.call("b", TerminalError("b broke")), Compensation("undo b", j.act("undo b"))),
+            Step("c", j.call("c"), Compensation("undo c", j.act("undo c"))),
+        )
+
+    with pytest.raises(TerminalError, match="a broke"):
+        asyncio.run(trip())
+    # Every step of the group was answered before the failure was raised; the first failure names the step.
+    assert j.effects[-3:] == ["answer a", "answer b", "answer c"]
+    assert saga.failed_step == "a"
+    assert [e for e in j.events if e[0] == "step" and e[2] != "started"] == [
+        ("step", "x", "done"),
+        ("step", "a", "a broke"),
+        ("step", "b", "b broke"),
+        ("step", "c", "done"),
+    ]
+    assert asyncio.run(saga.compensate()) == ["undo c", "undo b", "undo a", "undo x"]
+
+
+def test_the_listener_is_asked_to_keep_the_record_once_a_group_starts_and_once_it_settles() -> None:
+    j = Journal()
+    saga = Saga(j)
+    asyncio.run(saga.together(Step("a", j.call("a")), Step("b", j.call("b"))))
+    assert j.checkpoints == [2, 4]  # after both starts, after both answers
