@@ -42,6 +42,7 @@ from holiday.models import RunType
 MEMORY_MB = 1024
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+NULL_LABEL = "null saga"
 
 
 @dataclass
@@ -173,41 +174,52 @@ def lambda_cost(
     }
 
 
-def format_results(results: list[BenchResult], baseline: BenchResult | None) -> str:
+def ratio_to_null(result: BenchResult, results: list[BenchResult]) -> dict[str, float] | None:
+    """Throughput and p50 of `result` over those of the null saga run at the same concurrency."""
+    null = next((r for r in results if r.label == NULL_LABEL and r.concurrency == result.concurrency), None)
+    if null is None or result is null or not null.throughput or not null.percentile(50):
+        return None
+    return {
+        "throughput": round(result.throughput / null.throughput, 2),
+        "p50_latency": round(result.percentile(50) / null.percentile(50), 2),
+    }
+
+
+def format_results(results: list[BenchResult]) -> str:
     lines = [
         f"{'run':<22} {'trips':>6} {'conc':>5} {'trips/s':>8} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} "
         f"{'max ms':>8}  outcomes"
     ]
-    for r in ([baseline] if baseline else []) + results:
+    for r in results:
         outcomes = ", ".join(f"{k} {v}" for k, v in sorted(r.outcomes.items()))
         lines.append(
             f"{r.label:<22} {r.count:>6} {r.concurrency:>5} {r.throughput:>8.1f} {r.percentile(50):>8.1f} "
             f"{r.percentile(90):>8.1f} {r.percentile(99):>8.1f} {max(r.latencies_ms, default=0):>8.1f}  {outcomes}"
         )
-    if baseline:
-        for r in results:
+    for r in results:
+        ratio = ratio_to_null(r, results)
+        if ratio:
             lines.append(
-                f"ratio to the null saga ({r.label}): throughput {r.throughput / baseline.throughput:.2f}x, "
-                f"p50 latency {r.percentile(50) / baseline.percentile(50):.2f}x"
+                f"ratio to the null saga ({r.label}, {r.concurrency} at once): throughput {ratio['throughput']:.2f}x, "
+                f"p50 latency {ratio['p50_latency']:.2f}x"
             )
-    for r in ([baseline] if baseline else []) + results:
+    for r in results:
         if r.cpu_seconds:
             cpu = ", ".join(f"{k} {v:.1f}" for k, v in r.cpu_seconds.items())
-            lines.append(
-                f"CPU seconds ({r.label}): {cpu}  (per trip: {sum(r.cpu_seconds.values()) / r.count * 1000:.1f} ms)"
-            )
+            per_trip = sum(r.cpu_seconds.values()) / r.count * 1000
+            lines.append(f"CPU seconds ({r.label}, {r.concurrency} at once): {cpu}  (per trip: {per_trip:.1f} ms)")
         if r.lambda_stats:
             cost = r.lambda_stats
             lines.append(
-                f"Lambda per 1,000 trips ({r.label}, {cost['memory_mb']} MB): {cost['invocations_per_1000_trips']:.0f} "
-                f"invocations, {cost['gb_seconds_per_1000_trips']:.1f} GB-s"
+                f"Lambda per 1,000 trips ({r.label}, {r.concurrency} at once, {cost['memory_mb']} MB): "
+                f"{cost['invocations_per_1000_trips']:.0f} invocations, {cost['gb_seconds_per_1000_trips']:.1f} GB-s"
             )
     return "\n".join(lines)
 
 
 def run_bench_command(
     count: int,
-    concurrency: int,
+    concurrencies: list[int],
     mix_spec: str,
     baseline: bool,
     mode: Mode,
@@ -216,43 +228,45 @@ def run_bench_command(
     as_json: bool,
     project_dir: Path,
 ) -> str:
-    """What `holiday bench` does: start a stack unless given an ingress, warm up, measure, report."""
+    """What `holiday bench` does: start a stack unless given an ingress, warm up, measure, report.
+
+    At each concurrency the null saga (with `baseline`) and then the saga run
+    on the same stack, one after the other, so each ratio compares like with like.
+    """
     mix = parse_mix(mix_spec)
+    if not concurrencies or min(concurrencies) < 1:
+        raise ValueError("concurrency must be 1 or more")
     stack = None
     if ingress is None:
         stack = LocalStack(project_dir, Path(tempfile.mkdtemp(prefix="holiday-bench-")), Ports.free(), mode=mode)
         stack.start()
         ingress = stack.ingress_url
+    results: list[BenchResult] = []
     try:
-        measure = _Measure(ingress, stack, count, concurrency, mix)
         if warmup:
-            run_load(ingress, "/trips/reserve", warmup, min(concurrency, warmup), mix, "warm-up")
-        null = None
-        if baseline:
-            if mode == "lambda" and stack is not None:
-                raise ValueError("the null saga runs in http mode only: use --no-baseline with --mode lambda")
-            if warmup:
-                run_load(ingress, "/nulltrips/reserve", warmup, min(concurrency, warmup), [None], "warm-up")
-            null = measure.run("/nulltrips/reserve", [None], "null saga")
-        results = [measure.run("/trips/reserve", mix, f"holiday ({mode})")]
+            run_load(ingress, "/trips/reserve", warmup, min(max(concurrencies), warmup), mix, "warm-up")
+            if baseline:
+                run_load(ingress, "/nulltrips/reserve", warmup, min(max(concurrencies), warmup), [None], "warm-up")
+        for concurrency in concurrencies:
+            measure = _Measure(ingress, stack, count, concurrency)
+            if baseline:
+                results.append(measure.run("/nulltrips/reserve", [None], NULL_LABEL))
+            results.append(measure.run("/trips/reserve", mix, f"holiday ({mode})"))
     finally:
         if stack is not None:
             stack.stop()
             shutil.rmtree(stack.data_dir, ignore_errors=True)
     if as_json:
-        return json.dumps(
-            {"baseline": null.as_dict() if null else None, "runs": [r.as_dict() for r in results]}, indent=2
-        )
-    return format_results(results, null)
+        runs = [{**r.as_dict(), "ratio_to_null_saga": ratio_to_null(r, results)} for r in results]
+        return json.dumps({"mode": mode, "runs": runs}, indent=2)
+    return format_results(results)
 
 
 class _Measure:
     """One measured run, with the stack's CPU and Lambda counts taken around it."""
 
-    def __init__(
-        self, ingress: str, stack: LocalStack | None, count: int, concurrency: int, mix: list[RunType | None]
-    ) -> None:
-        self.ingress, self.stack, self.count, self.concurrency, self.mix = ingress, stack, count, concurrency, mix
+    def __init__(self, ingress: str, stack: LocalStack | None, count: int, concurrency: int) -> None:
+        self.ingress, self.stack, self.count, self.concurrency = ingress, stack, count, concurrency
 
     def run(self, path: str, mix: list[RunType | None], label: str) -> BenchResult:
         pids = {n: p.popen.pid for n, p in (self.stack.processes.items() if self.stack else []) if p.popen}

@@ -250,9 +250,19 @@ def chaos(trips: int, concurrency: int, scenarios: tuple[str, ...], modes: tuple
 
 @main.command()
 @click.option("--count", default=300, show_default=True, help="Reservations per run.")
-@click.option("--concurrency", default=32, show_default=True, help="Reservations in flight at once.")
+@click.option(
+    "--concurrency",
+    default="1,32",
+    show_default=True,
+    help="Reservations in flight at once; a comma-separated list runs each in turn.",
+)
 @click.option("--mix", default="clean=1", show_default=True, help="run_types and weights, e.g. clean=6,failPayment=1.")
-@click.option("--baseline/--no-baseline", default=True, show_default=True, help="Also drive the null saga first.")
+@click.option(
+    "--baseline/--no-baseline",
+    default=True,
+    show_default=True,
+    help="Drive the null saga before the saga at each level.",
+)
 @click.option(
     "--mode",
     type=click.Choice(["http", "lambda"]),
@@ -264,13 +274,14 @@ def chaos(trips: int, concurrency: int, scenarios: tuple[str, ...], modes: tuple
 @click.option("--warmup", default=30, show_default=True, help="Reservations sent first and not counted.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 def bench(
-    count: int, concurrency: int, mix: str, baseline: bool, mode: Mode, ingress: str | None, warmup: int, as_json: bool
+    count: int, concurrency: str, mix: str, baseline: bool, mode: Mode, ingress: str | None, warmup: int, as_json: bool
 ) -> None:
     """Measure trips/s and latency against the null saga, with CPU per process and Lambda cost."""
     from holiday.bench import run_bench_command
 
     try:
-        output = run_bench_command(count, concurrency, mix, baseline, mode, ingress, warmup, as_json, Path.cwd())
+        levels = [int(c) for c in concurrency.split(",") if c.strip()]
+        output = run_bench_command(count, levels, mix, baseline, mode, ingress, warmup, as_json, Path.cwd())
     except (ValueError, StackError) as err:
         _fail(str(err))
     click.echo(output)

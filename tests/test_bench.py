@@ -8,7 +8,16 @@ from collections import Counter
 import httpx
 import pytest
 
-from holiday.bench import BenchResult, cpu_seconds, lambda_cost, parse_mix, run_load
+from holiday.bench import (
+    NULL_LABEL,
+    BenchResult,
+    cpu_seconds,
+    format_results,
+    lambda_cost,
+    parse_mix,
+    ratio_to_null,
+    run_load,
+)
 from holiday.devstack import LocalStack
 from holiday.models import RunType
 
@@ -23,6 +32,24 @@ def test_percentiles_and_throughput() -> None:
     result = BenchResult("x", 100, 4, 2.0, [float(i) for i in range(1, 101)], Counter(success=100))
     assert result.throughput == 50.0
     assert (result.percentile(50), result.percentile(99), result.percentile(100)) == (51.0, 100.0, 100.0)
+
+
+def test_each_run_is_compared_with_the_null_saga_at_its_own_concurrency() -> None:
+    def run(label: str, concurrency: int, seconds: float, p50: float) -> BenchResult:
+        return BenchResult(label, 10, concurrency, seconds, [p50] * 10, Counter(success=10))
+
+    results = [
+        run(NULL_LABEL, 1, 1.0, 20.0),
+        run("holiday (http)", 1, 2.0, 40.0),
+        run(NULL_LABEL, 32, 0.1, 100.0),
+        run("holiday (http)", 32, 0.4, 300.0),
+    ]
+    assert ratio_to_null(results[1], results) == {"throughput": 0.5, "p50_latency": 2.0}
+    assert ratio_to_null(results[3], results) == {"throughput": 0.25, "p50_latency": 3.0}
+    assert ratio_to_null(results[0], results) is None  # the baseline is not compared with itself
+    report = format_results(results)
+    assert "ratio to the null saga (holiday (http), 1 at once): throughput 0.50x, p50 latency 2.00x" in report
+    assert "ratio to the null saga (holiday (http), 32 at once): throughput 0.25x, p50 latency 3.00x" in report
 
 
 def test_lambda_cost_per_thousand_trips() -> None:
@@ -45,9 +72,6 @@ def test_a_short_run_counts_only_right_answers(stack: LocalStack, ingress: httpx
     assert result.outcomes == Counter({"success": 6, "expected failure": 6})
     assert len(result.latencies_ms) == 12
     assert result.throughput > 0
-    # The null saga answers as the saga does, with none of its work.
+    # The null saga answers as the saga does, with none of its work, in both modes.
     null = run_load(stack.ingress_url, "/nulltrips/reserve", 4, 2, [None], "null")
-    if stack.mode == "http":
-        assert null.outcomes == Counter({"success": 4})
-    else:
-        assert null.outcomes == Counter({"unexpected error": 4})  # not served by the Lambda functions
+    assert null.outcomes == Counter({"success": 4})
