@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: install dev dev-lambda test chaos audit package assets lint fmt clean
+.PHONY: install dev dev-lambda test chaos audit bench package assets lint fmt clean
 
 install: $(PY_STAMP) $(NODE_STAMP)
 
@@ -46,6 +46,11 @@ test: install
 # Book trips under load while killing the services, restate-server or DynamoDB; then audit.
 chaos: install
 	$(BIN)/holiday chaos
+
+# The README's performance table: both modes, one at a time and under load, each beside the null saga.
+bench: install
+	$(BIN)/holiday bench --concurrency 1,32
+	$(BIN)/holiday bench --mode lambda --concurrency 1,8
 
 # Check the local stack's tables (run beside `make dev`).
 audit: install

@@ -4,7 +4,7 @@ This is how the local stack runs them; on AWS each service is its own Lambda.
 `python -m holiday.server --port 9080` starts it.
 
 granian does the HTTP/2 framing in Rust, in this process and on this event
-loop (uvloop). hypercorn, which served here before, spent about half of the
+loop (uvloop). hypercorn, which served here before, spent about 40 % of the
 services' CPU on HTTP/2 bookkeeping in pure Python; see the README's
 performance section for the figures.
 """

@@ -1,6 +1,6 @@
 """Fixtures: a real local stack (moto + restate-server + services) per mode, for the whole session.
 
-Every test that uses `stack` runs twice: with the services behind hypercorn
+Every test that uses `stack` runs twice: with the services behind granian
 ("http") and as Lambda functions behind the local Lambda runtime ("lambda").
 """
 

@@ -96,3 +96,23 @@ def test_trip_lookup_shows_the_step_in_flight(
     ]
     hold.release()
     assert answer.result(timeout=60).status_code == 200
+
+
+def test_car_is_held_while_the_flight_is_and_the_payment_waits_for_both(
+    trip_id: str, stack: LocalStack, aws_proxy: FaultProxy, background: ThreadPoolExecutor, ingress: httpx.Client
+) -> None:
+    hold = aws_proxy.hold(b'"TableName": "flights"', b"pending", trip_id.encode())
+    answer = background.submit(ingress.post, "/trips/reserve", json={"trip_id": trip_id})
+    hold.wait_held()
+    # The flight's write is stuck, yet the car's lands: the two reservations run at once.
+    poll(lambda: statuses(stack, trip_id), lambda s: s["cars"] == ["pending"], "the car to be held")
+    # The record moves by rounds: both steps show as running until the round settles.
+    record = ingress.get(f"/trip/{trip_id}/status").json()
+    assert [(s["name"], s["status"]) for s in record["steps"]] == [
+        ("reserve flight", "running"),
+        ("reserve car", "running"),
+    ]
+    assert statuses(stack, trip_id)["payments"] == []  # nobody is charged before both are held
+    hold.release()
+    assert answer.result(timeout=60).status_code == 200
+    assert statuses(stack, trip_id) == {"flights": ["confirmed"], "cars": ["confirmed"], "payments": ["charged"]}
