@@ -48,7 +48,13 @@ class SagaListener(Protocol):
     def finished(self, name: str, error: str | None, compensating: bool) -> None: ...
 
     def checkpoint(self) -> None:
-        """The news since the last checkpoint is worth keeping: steps started, or settled."""
+        """The saga is about to wait: keep what it has told so far.
+
+        Called once before each round of steps and before each undo, not after
+        them: the next checkpoint follows with nothing awaited in between, so
+        the news of a settled round or undo is kept with it. After the saga
+        returns or raises, keeping the rest is the caller's job.
+        """
 
 
 class Saga:
@@ -101,7 +107,6 @@ class Saga:
                 self._notify_finished(step.name, err.message, compensating=False)
                 continue
             self._notify_finished(step.name, None, compensating=False)
-        self._checkpoint()
         if failure is not None:
             raise failure
 
@@ -130,7 +135,6 @@ class Saga:
                         raise
             self._undo.pop()
             self._notify_finished(undo.name, None, compensating=True)
-            self._checkpoint()
             ran.append(undo.name)
         return ran
 

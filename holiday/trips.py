@@ -122,9 +122,9 @@ def _default_times(request: TripRequest, now: datetime | None) -> dict[str, date
 class TripRecorder:
     """Keeps the trip's record in Restate state as the saga moves, and logs each step.
 
-    The record is saved at the saga's checkpoints (steps started; steps
-    settled), not at every change: each save is a journal entry, and steps run
-    together start and settle as one.
+    The record is saved at the saga's checkpoints (before each round of steps
+    and each undo is awaited), not at every change: each save is a journal
+    entry, and a save that nothing awaited could observe would be wasted.
     """
 
     def __init__(self, ctx: restate.ObjectContext, record: TripRecord) -> None:
@@ -218,6 +218,7 @@ async def _undo(ctx: restate.ObjectContext, saga: Saga, recorder: TripRecorder, 
     record.status, record.failed_step = "compensating", saga.failed_step
     recorder.save()
     undone = await saga.compensate()
+    recorder.save()  # the last undo's news, before the announcement is awaited
     where = f"failed at {saga.failed_step}" if saga.failed_step else "was stopped"
     message = f"trip {record.trip_id} {where}: {err.message}; compensated: {', '.join(undone) or 'nothing'}"
     failure = Announcement(

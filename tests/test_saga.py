@@ -224,8 +224,20 @@ def test_a_failure_together_waits_for_the_others_then_undoes_all_newest_first() 
     assert asyncio.run(saga.compensate()) == ["undo c", "undo b", "undo a", "undo x"]
 
 
-def test_the_listener_is_asked_to_keep_the_record_once_a_group_starts_and_once_it_settles() -> None:
+def test_the_listener_is_asked_to_keep_the_record_before_each_wait() -> None:
     j = Journal()
     saga = Saga(j)
-    asyncio.run(saga.together(Step("a", j.call("a")), Step("b", j.call("b"))))
-    assert j.checkpoints == [2, 4]  # after both starts, after both answers
+
+    async def trip() -> None:
+        await saga.together(
+            Step("a", j.call("a"), Compensation("undo a", j.act("undo a"))),
+            Step("b", j.call("b"), Compensation("undo b", j.act("undo b"))),
+        )
+        await saga.step("c", j.act("c", TerminalError("c broke")))
+
+    with pytest.raises(TerminalError):
+        asyncio.run(trip())
+    asyncio.run(saga.compensate())
+    # Before the round a+b (2 starts told), before c (a, b done; c started), before each undo.
+    assert j.checkpoints == [2, 5, 7, 9]
+    assert len(j.events) == 10  # the last undo's end is the caller's to keep
