@@ -35,11 +35,8 @@ import httpx
 
 from holiday.chaos import judge
 from holiday.devstack import LocalStack, Mode, Ports
+from holiday.functions import MEMORY_MB
 from holiday.models import RunType
-
-# The memory the CDK app gives each function (infra/constructs/service_function.py),
-# which prices a Lambda GB-second.
-MEMORY_MB = 1024
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 NULL_LABEL = "null saga"

@@ -10,15 +10,11 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from holiday.functions import FUNCTIONS
+from holiday.functions import FUNCTIONS, MEMORY_MB
 from holiday.packaging import LAMBDA_PYTHON
 from infra.nag import acknowledge, arn_finding
 
 RUNTIME = lambda_.Runtime(f"python{LAMBDA_PYTHON}", lambda_.RuntimeFamily.PYTHON)
-# CPU is allotted in proportion to memory. A saga step is light, but a cold start imports
-# restate-sdk, pydantic and botocore (about 0.45 s on one full core, see `make package`);
-# 1024 MB gives about 0.6 of a vCPU, so a cold start stays under a second.
-MEMORY_MB = 1024
 # One invocation runs until the handler suspends on its next Restate call: normally a few
 # milliseconds, at most one storage call with botocore's 2 s connect / 5 s read timeouts and
 # 2 attempts. 30 s leaves room and stays well inside Restate's 1 minute inactivity timeout.
