@@ -281,6 +281,9 @@ def bench(
 
     try:
         levels = [int(c) for c in concurrency.split(",") if c.strip()]
+    except ValueError:
+        _fail(f"--concurrency wants whole numbers separated by commas, like 1,32; got {concurrency!r}")
+    try:
         output = run_bench_command(count, levels, mix, baseline, mode, ingress, warmup, as_json, Path.cwd())
     except (ValueError, StackError) as err:
         _fail(str(err))

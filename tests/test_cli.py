@@ -113,3 +113,13 @@ def test_trip_needs_an_id() -> None:
     result = CliRunner().invoke(main, ["trip"])
     assert result.exit_code == 2
     assert "Missing argument 'TRIP_ID'" in result.output
+
+
+@pytest.mark.parametrize(
+    ("levels", "says"),
+    [("1,x", "whole numbers separated by commas, like 1,32; got '1,x'"), ("0", "concurrency must be 1 or more")],
+)
+def test_bench_refuses_a_bad_concurrency_before_starting_anything(levels: str, says: str) -> None:
+    result = CliRunner().invoke(main, ["bench", "--concurrency", levels])
+    assert result.exit_code == 1
+    assert says in result.output
