@@ -215,8 +215,8 @@ async def run(ctx: restate.ObjectContext, plan: TripPlan) -> TripOutcome:
 async def _undo(ctx: restate.ObjectContext, saga: Saga, recorder: TripRecorder, err: TerminalError) -> TerminalError:
     """Compensate, announce the failure, record it; return the error to fail the call with."""
     record = recorder.record
+    # Kept by the saga's checkpoint before the first undo is awaited.
     record.status, record.failed_step = "compensating", saga.failed_step
-    recorder.save()
     undone = await saga.compensate()
     recorder.save()  # the last undo's news, before the announcement is awaited
     where = f"failed at {saga.failed_step}" if saga.failed_step else "was stopped"
