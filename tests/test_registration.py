@@ -8,9 +8,10 @@ books, and the reason shown when a registration fails.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -21,6 +22,7 @@ import pytest
 
 from holiday.devstack import LOCAL_ACCOUNT, LocalStack, Ports
 from holiday.functions import FUNCTIONS
+from infra.registration import handler
 from infra.registration.handler import RegistrationError, on_event
 from tests.support import poll
 
@@ -39,15 +41,27 @@ class FakeContext:
         return int((self.end - time.monotonic()) * 1000)
 
 
-def event(request_type: str, admin_url: str, function_arn: str, physical_id: str | None = None, **props: str) -> Any:
-    """A Provider framework event, with the properties CloudFormation would pass."""
+def event(
+    request_type: str,
+    admin_url: str,
+    function_arn: str,
+    physical_id: str | None = None,
+    *,
+    old_props: Mapping[str, str] | None = None,
+    **props: str,
+) -> Any:
+    """A Provider framework event, with the properties CloudFormation would pass.
+
+    An Update's OldResourceProperties are its ResourceProperties with `old_props` in place:
+    a rollback is an Update to the earlier properties, with the newer ones as `old_props`.
+    """
     properties = {"ServiceToken": "arn:aws:lambda:us-east-1:123456789012:function:provider", "AdminUrl": admin_url}
     properties |= {"FunctionArn": function_arn, "InvokerRoleArn": ROLE, **props}
     body: dict[str, Any] = {"RequestType": request_type, "ResourceProperties": properties}
     if physical_id is not None:
         body["PhysicalResourceId"] = physical_id
     if request_type == "Update":
-        body["OldResourceProperties"] = properties
+        body["OldResourceProperties"] = {**properties, **(old_props or {})}
     return body
 
 
@@ -83,6 +97,17 @@ def deployments(admin: httpx.Client) -> dict[str, Any]:
     response = admin.get("/deployments")
     assert response.status_code == 200, response.text
     return {d["id"]: d for d in response.json()["deployments"]}
+
+
+def serving(admin: httpx.Client, service: str) -> tuple[str, int]:
+    """The deployment Restate routes new invocations of `service` to, and the service's revision."""
+    response = admin.get(f"/services/{service}")
+    assert response.status_code == 200, response.text
+    return response.json()["deployment_id"], response.json()["revision"]
+
+
+def warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "restate.registration" and r.levelno == logging.WARNING]
 
 
 def book(local: LocalStack) -> None:
@@ -129,6 +154,43 @@ def test_update_with_a_new_invoker_role_changes_the_role_restate_assumes(
     finally:
         admin.delete(f"/deployments/{deployment_id}", params={"force": "true"})
         poll(lambda: deployments(admin), lambda listed: deployment_id not in listed, "the cars:3 deployment to go")
+
+
+def test_a_rollback_makes_restate_route_to_the_earlier_version_again(
+    local: LocalStack, admin: httpx.Client, registered: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    first = registered["flights"]["PhysicalResourceId"]
+    earlier, later = other_version(local, "flights", 5), other_version(local, "flights", 6)
+    created: list[str] = []
+    try:
+        v5 = on_event(event("Create", local.admin_url, earlier), FakeContext())["PhysicalResourceId"]
+        created.append(v5)
+        update = event("Update", local.admin_url, later, v5, old_props={"FunctionArn": earlier})
+        v6 = on_event(update, FakeContext())["PhysicalResourceId"]
+        created.append(v6)
+        assert v6 != v5
+        assert serving(admin, "flights")[0] == v6
+
+        # The stack update fails elsewhere; CloudFormation sends the earlier properties back.
+        rollback = event("Update", local.admin_url, earlier, v6, old_props={"FunctionArn": later})
+        caplog.clear()
+        result = on_event(rollback, FakeContext())
+        assert result == {"PhysicalResourceId": v5, "Data": {"DeploymentId": v5, "Services": "flights"}}
+        deployment_id, revision = serving(admin, "flights")
+        assert deployment_id == v5
+        assert f"made deployment {v5} of {earlier} current again for services flights" in caplog.messages
+        assert deployments(admin)[v5]["assume_role_arn"] == ROLE
+        book(local)
+
+        # CloudFormation may repeat the request; the deployment is current, so nothing changes.
+        assert on_event(rollback, FakeContext()) == result
+        assert serving(admin, "flights") == (v5, revision)
+    finally:
+        for deployment_id in created:
+            admin.delete(f"/deployments/{deployment_id}", params={"force": "true"})
+        poll(lambda: deployments(admin), lambda listed: not set(created) & listed.keys(), "flights:5 and :6 to go")
+        # Restate falls back to the deployment registered first, as the other tests expect.
+        poll(lambda: serving(admin, "flights")[0], lambda current: current == first, "flights:1 to be current")
 
 
 def test_delete_keeps_the_deployment_by_default(
@@ -229,10 +291,14 @@ def test_bad_properties_fail_before_any_call(props: dict[str, str], expected: st
 
 @dataclass
 class FakeAdmin:
-    """A stand-in admin API that records each request; `failures` lists statuses to answer first, per path."""
+    """A stand-in admin API that records each request; `failures` lists statuses to answer first, per path.
+
+    `answers` replaces the answer to "METHOD path" with a status and a JSON body.
+    """
 
     failures: dict[str, list[int]] = field(default_factory=dict)
     requests: list[tuple[str, str, str | None, Any]] = field(default_factory=list)
+    answers: dict[str, tuple[int, Any]] = field(default_factory=dict)
     server: ThreadingHTTPServer = field(init=False)
 
     def __post_init__(self) -> None:
@@ -246,6 +312,8 @@ class FakeAdmin:
                 queued = fake.failures.get(self.path)
                 if queued:
                     self.reply(queued.pop(0), {"message": "not yet"})
+                elif f"{self.command} {self.path}" in fake.answers:
+                    self.reply(*fake.answers[f"{self.command} {self.path}"])
                 elif self.command == "GET" and self.path == "/health":
                     self.reply(200, None)
                 elif self.command == "POST" and self.path == "/deployments":
@@ -337,3 +405,90 @@ def test_restate_starting_up_or_failing_briefly_is_waited_for(fake_admin: FakeAd
         ("POST", "/deployments"),
     ]
     assert fake_admin.requests[-1][3] == {"arn": arn}  # no role asked for, none sent
+
+
+def test_a_deployment_restate_keeps_behind_a_newer_one_fails_the_update(fake_admin: FakeAdmin) -> None:
+    arn = "arn:aws:lambda:us-east-1:123456789012:function:holiday-trips:7"
+    services = [{"name": "trips"}, {"name": "trip"}]
+    fake_admin.answers = {
+        "POST /deployments": (200, {"id": "dp_test", "services": services}),
+        "GET /deployments/dp_test": (200, {"id": "dp_test", "assume_role_arn": ROLE}),
+        "GET /services/trips": (200, {"name": "trips", "deployment_id": "dp_test"}),
+        "GET /services/trip": (200, {"name": "trip", "deployment_id": "dp_newer"}),
+    }
+    with pytest.raises(RegistrationError) as failure:
+        on_event(
+            event("Update", fake_admin.url, arn, "dp_newer", old_props={"FunctionArn": arn[:-1] + "8"}), FakeContext()
+        )
+    message = str(failure.value)
+    assert "still routes trip to dp_newer" in message
+    assert "(deployment dp_test) again with force" in message
+    posts = [body for method, path, _, body in fake_admin.requests if (method, path) == ("POST", "/deployments")]
+    assert posts == [{"arn": arn, "assume_role_arn": ROLE}, {"arn": arn, "assume_role_arn": ROLE, "force": True}]
+
+
+def test_a_delete_gives_up_on_an_unreachable_restate_within_its_budget_and_succeeds(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(handler, "DELETE_BUDGET_S", 3.0)  # the Lambda itself has minutes left
+    nowhere = f"http://127.0.0.1:{Ports.free().admin}"
+    arn = "arn:aws:lambda:us-east-1:123456789012:function:holiday-trips:1"
+    delete = event("Delete", nowhere, arn, "dp_gone", RemovalPolicy="destroy")
+    started = time.monotonic()
+    assert on_event(delete, FakeContext(300)) == {"PhysicalResourceId": "dp_gone"}
+    assert 2 <= time.monotonic() - started < 8
+    [warning] = warnings(caplog)
+    assert f"could not delete deployment dp_gone from Restate at {nowhere}" in warning
+    assert "Connection refused" in warning
+    assert f"curl -X DELETE '{nowhere}/deployments/dp_gone?force=true'" in warning
+
+
+def test_a_delete_succeeds_when_restate_answers_500_until_the_lambda_deadline(
+    fake_admin: FakeAdmin, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake_admin.failures = {"/deployments/dp_test?force=true": [500] * 100}
+    arn = "arn:aws:lambda:us-east-1:123456789012:function:holiday-trips:1"
+    delete = event("Delete", fake_admin.url, arn, "dp_test", RemovalPolicy="destroy")
+    started = time.monotonic()
+    assert on_event(delete, FakeContext(18)) == {"PhysicalResourceId": "dp_test"}  # 3 s once the margin is kept
+    assert time.monotonic() - started < 8
+    assert len(fake_admin.requests) > 1  # retried, as 5xx may be transient
+    [warning] = warnings(caplog)
+    assert "HTTP 500: not yet" in warning
+    assert f"curl -X DELETE '{fake_admin.url}/deployments/dp_test?force=true'" in warning
+
+
+@pytest.mark.usefixtures("boto3_on_moto")
+def test_a_delete_succeeds_when_the_token_secret_cannot_be_read(
+    fake_admin: FakeAdmin, caplog: pytest.LogCaptureFixture
+) -> None:
+    secret_arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:nope-AbCdEf"
+    arn = "arn:aws:lambda:us-east-1:123456789012:function:holiday-trips:1"
+    delete = event("Delete", fake_admin.url, arn, "dp_test", RemovalPolicy="destroy", AuthTokenSecretArn=secret_arn)
+    assert on_event(delete, FakeContext()) == {"PhysicalResourceId": "dp_test"}
+    assert fake_admin.requests == []
+    [warning] = warnings(caplog)
+    assert f"secret {secret_arn} failed" in warning
+    assert f"curl -X DELETE '{fake_admin.url}/deployments/dp_test?force=true'" in warning
+    assert f"TOKEN the SecretString of {secret_arn}" in warning
+
+
+@pytest.mark.parametrize(
+    ("props", "expected"),
+    [
+        ({"AdminUrl": "10.0.1.5:9070", "RemovalPolicy": "destroy"}, "AdminUrl must be an http(s) URL"),
+        ({"RemovalPolicy": "snapshot"}, "RemovalPolicy must be retain or destroy"),
+    ],
+)
+def test_a_delete_with_bad_properties_succeeds_with_a_warning(
+    props: dict[str, str], expected: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    nowhere = f"http://127.0.0.1:{Ports.free().admin}"
+    delete = event("Delete", nowhere, "arn:aws:lambda:us-east-1:123456789012:function:holiday-trips:1", "dp_test")
+    delete["ResourceProperties"].update(props)
+    started = time.monotonic()
+    assert on_event(delete, FakeContext(60)) == {"PhysicalResourceId": "dp_test"}
+    assert time.monotonic() - started < 0.5
+    [warning] = warnings(caplog)
+    assert expected in warning
+    assert "curl -X DELETE '" in warning

@@ -8,6 +8,17 @@ Every wait is bounded by the Lambda's own remaining time minus a safety margin:
 the handler always fails with a reason before Lambda kills it, instead of
 leaving CloudFormation waiting for an answer that never comes.
 
+Create and Update leave the registered deployment serving its services. Restate
+answers a repeated registration with the existing deployment but keeps routing
+to a newer one, so when CloudFormation rolls back to an earlier function version
+(an Update with the old properties), the handler registers that version again
+with `force`, which makes it the newest revision of its services once more.
+
+Delete never fails the stack: with RemovalPolicy destroy it tries for at most
+DELETE_BUDGET_S, and when Restate cannot be reached, refuses, or the properties
+or token are unusable, it logs a warning with the `curl` command that removes the
+deployment by hand and reports success.
+
 The module needs only the standard library (and boto3, which the Lambda
 runtime provides, for the optional token), so the asset is this file alone.
 """
@@ -34,6 +45,10 @@ SAFETY_MARGIN_S = 15.0  # kept back from the Lambda timeout to report a failure 
 FIRST_DELAY_S = 1.0
 MAX_DELAY_S = 10.0
 MAX_REQUEST_TIMEOUT_S = 60.0  # discovery of a cold Lambda takes seconds, not minutes
+# A Delete is best effort (a deployment left behind is harmless and removable by hand), so it
+# gets this much time, within the Lambda's own deadline, instead of the ten minutes a Create
+# may need to wait for a new Restate node: deleting a stack waits for each registration.
+DELETE_BUDGET_S = 60.0
 MAX_MESSAGE_CHARS = 800  # CloudFormation refuses a response over 4 KiB, reason included
 RETRYABLE_STATUSES = frozenset({408, 429})  # 4xx answers that mean "try again later"
 REMOVAL_POLICIES = ("retain", "destroy")
@@ -187,12 +202,18 @@ class Properties:
             removal_policy=text("RemovalPolicy").lower() or "retain",
         )
 
+    def admin_url_problem(self) -> str | None:
+        """What is wrong with AdminUrl, if anything: the one property a Delete needs besides the policy."""
+        url = urllib.parse.urlsplit(self.admin_url)
+        if url.scheme not in ("http", "https") or not url.netloc:
+            return f"AdminUrl must be an http(s) URL such as http://10.0.1.5:9070, not {self.admin_url!r}"
+        return None
+
     def check(self) -> None:
         """Refuse what Restate would only reject later, or accept and then misbehave on."""
         problems = []
-        url = urllib.parse.urlsplit(self.admin_url)
-        if url.scheme not in ("http", "https") or not url.netloc:
-            problems.append(f"AdminUrl must be an http(s) URL such as http://10.0.1.5:9070, not {self.admin_url!r}")
+        if url_problem := self.admin_url_problem():
+            problems.append(url_problem)
         if not self.function_arn:
             problems.append("FunctionArn is required")
         elif self.function_arn.endswith(":$LATEST"):
@@ -204,15 +225,21 @@ class Properties:
             raise RegistrationError("invalid properties: " + "; ".join(problems))
 
 
-def read_token(secret_arn: str) -> str:
+def read_token(secret_arn: str, deadline: float) -> str:
     """The admin API's bearer token, from Secrets Manager (boto3 imported only when a token is used)."""
     import boto3
+    from botocore.config import Config
     from botocore.exceptions import BotoCoreError, ClientError
 
     parts = secret_arn.split(":")
     region = parts[3] if secret_arn.startswith("arn:") and len(parts) > 3 and parts[3] else None
+    # boto3's defaults (60 s to connect, 60 s to read, several attempts) would outlast a Delete's budget.
+    timeout = max(1.0, min((deadline - time.monotonic()) / 4, MAX_REQUEST_TIMEOUT_S))
+    config = Config(
+        connect_timeout=timeout, read_timeout=timeout, retries={"mode": "standard", "total_max_attempts": 2}
+    )
     try:
-        secret = boto3.client("secretsmanager", region_name=region).get_secret_value(SecretId=secret_arn)
+        secret = boto3.client("secretsmanager", region_name=region, config=config).get_secret_value(SecretId=secret_arn)
     except (BotoCoreError, ClientError) as err:
         raise RegistrationError(f"reading the Restate admin token from secret {secret_arn} failed: {err}") from err
     token = str(secret.get("SecretString") or "").strip()
@@ -223,21 +250,42 @@ def read_token(secret_arn: str) -> str:
 
 
 def admin_api(props: Properties, deadline: float) -> AdminApi:
-    token = read_token(props.token_secret_arn) if props.token_secret_arn else None
+    token = read_token(props.token_secret_arn, deadline) if props.token_secret_arn else None
     return AdminApi(props.admin_url, token, deadline)
 
 
 def register(props: Properties, deadline: float) -> dict[str, Any]:
-    """Create and Update: wait for Restate, register the version, make its invoker role the one asked for."""
+    """Create and Update: wait for Restate, register the version, make it current with the invoker role asked for."""
     props.check()
     api = admin_api(props, deadline)
     api.call("GET", "/health")
-    request: dict[str, str] = {"arn": props.function_arn}
+    request: dict[str, Any] = {"arn": props.function_arn}
     if props.invoker_role_arn:
         request["assume_role_arn"] = props.invoker_role_arn
     # No "force": a new version ARN is a new deployment, and Restate keeps the old one
     # for the invocations still running on it.
     answer = api.call("POST", "/deployments", request)
+    deployment_id, services = registered_deployment(api, props, answer)
+    LOG.info(
+        "%s %s as deployment %s serving %s",
+        "registered" if answer.status == 201 else "already registered",
+        props.function_arn,
+        deployment_id,
+        ", ".join(services),
+    )
+    if answer.status != 201:
+        # A new deployment (201) is the newest revision of every service it serves; a known
+        # one may have been overtaken, as in a rollback to an earlier version.
+        align_invoker_role(api, deployment_id, props)
+        deployment_id, services = make_current(api, deployment_id, services, props, request)
+    return {
+        "PhysicalResourceId": deployment_id,
+        "Data": {"DeploymentId": deployment_id, "Services": ",".join(services)},
+    }
+
+
+def registered_deployment(api: AdminApi, props: Properties, answer: Answer) -> tuple[str, list[str]]:
+    """The deployment id and service names from Restate's answer to a registration."""
     try:
         body = answer.json()
         deployment_id = body["id"]
@@ -249,19 +297,57 @@ def register(props: Properties, deadline: float) -> dict[str, Any]:
         ) from err
     if not isinstance(deployment_id, str) or not deployment_id:
         raise RegistrationError(f"Restate at {api.base_url} answered an unusable deployment id {deployment_id!r}")
+    return deployment_id, services
+
+
+def services_elsewhere(api: AdminApi, deployment_id: str, services: list[str]) -> dict[str, str]:
+    """Each of `services` that Restate routes to another deployment, with that deployment's id."""
+    elsewhere = {}
+    for name in services:
+        current = api.call("GET", f"/services/{urllib.parse.quote(name, safe='')}").json()
+        serving = current.get("deployment_id") if isinstance(current, dict) else None
+        if serving != deployment_id:
+            elsewhere[name] = str(serving)
+    return elsewhere
+
+
+def make_current(
+    api: AdminApi, deployment_id: str, services: list[str], props: Properties, request: dict[str, Any]
+) -> tuple[str, list[str]]:
+    """Route new invocations of every service to this deployment again, as a CloudFormation rollback expects.
+
+    Restate answers a repeated registration with the existing deployment but keeps the newer
+    one current; registering it again with `force` makes it the newest revision once more.
+    """
+    elsewhere = services_elsewhere(api, deployment_id, services)
+    if not elsewhere:
+        LOG.info("deployment %s is current for %s", deployment_id, ", ".join(services) or "(no services)")
+        return deployment_id, services
     LOG.info(
-        "%s %s as deployment %s serving %s",
-        "registered" if answer.status == 201 else "already registered",
-        props.function_arn,
+        "deployment %s is not current for %s; registering %s again with force",
         deployment_id,
-        ", ".join(services),
+        ", ".join(f"{name} (served by {other})" for name, other in elsewhere.items()),
+        props.function_arn,
     )
-    if answer.status != 201:
-        align_invoker_role(api, deployment_id, props)
-    return {
-        "PhysicalResourceId": deployment_id,
-        "Data": {"DeploymentId": deployment_id, "Services": ",".join(services)},
-    }
+    answer = api.call("POST", "/deployments", {**request, "force": True})
+    forced_id, services = registered_deployment(api, props, answer)
+    if forced_id != deployment_id:
+        LOG.info("Restate answered the forced registration with deployment %s, not %s", forced_id, deployment_id)
+    still_elsewhere = services_elsewhere(api, forced_id, services)
+    if still_elsewhere:
+        raise RegistrationError(
+            f"Restate at {api.base_url} still routes "
+            + ", ".join(f"{name} to {other}" for name, other in still_elsewhere.items())
+            + f" after registering {props.function_arn} (deployment {forced_id}) again with force, "
+            "so new invocations would not run the version CloudFormation asked for"
+        )
+    LOG.info(
+        "made deployment %s of %s current again for services %s",
+        forced_id,
+        props.function_arn,
+        ", ".join(elsewhere),
+    )
+    return forced_id, services
 
 
 def align_invoker_role(api: AdminApi, deployment_id: str, props: Properties) -> None:
@@ -282,26 +368,66 @@ def align_invoker_role(api: AdminApi, deployment_id: str, props: Properties) -> 
 
 
 def deregister(physical_id: str, props: Properties, deadline: float) -> dict[str, Any]:
-    """Delete: keep the deployment unless asked to destroy it, and never fail on one that is gone."""
+    """Delete: keep the deployment unless asked to destroy it, and never fail, so Restate cannot block a deletion."""
     result = {"PhysicalResourceId": physical_id}
     if not physical_id.startswith("dp_"):
         # A Create that failed leaves an id of the framework's own; there is nothing in Restate to remove.
         LOG.info("%r is not a Restate deployment id; nothing to delete", physical_id)
         return result
+    if props.removal_policy not in REMOVAL_POLICIES:
+        LOG.warning(
+            "keeping deployment %s: RemovalPolicy must be retain or destroy, not %r. %s",
+            physical_id,
+            props.removal_policy,
+            removal_by_hand(physical_id, props),
+        )
+        return result
     if props.removal_policy != "destroy":
         LOG.info("keeping deployment %s (RemovalPolicy %s)", physical_id, props.removal_policy)
         return result
-    api = admin_api(props, deadline)
-    path = f"/deployments/{urllib.parse.quote(physical_id, safe='')}?force=true"  # Restate 1.7 deletes only by force
-    answer = api.call("DELETE", path, accept=lambda status: 200 <= status < 300 or status == 404)
+    try:
+        if url_problem := props.admin_url_problem():
+            raise RegistrationError(f"invalid properties: {url_problem}")
+        api = admin_api(props, deadline)
+        # Restate 1.7 deletes only by force.
+        path = f"/deployments/{urllib.parse.quote(physical_id, safe='')}?force=true"
+        answer = api.call("DELETE", path, accept=lambda status: 200 <= status < 300 or status == 404)
+    except Exception as err:
+        # Whatever went wrong, failing would leave the stack stuck in DELETE_FAILED over a
+        # registration that is harmless to keep; say so and how to remove it instead.
+        LOG.warning(
+            "could not delete deployment %s from Restate at %s, so it stays registered; the stack deletion "
+            "goes on. Reason: %s. %s",
+            physical_id,
+            props.admin_url,
+            err if isinstance(err, RegistrationError) else f"{type(err).__name__}: {err}",
+            removal_by_hand(physical_id, props),
+            exc_info=not isinstance(err, RegistrationError),  # a traceback only for the unexpected
+        )
+        return result
     LOG.info("deployment %s %s", physical_id, "was already gone" if answer.status == 404 else "deleted")
     return result
+
+
+def removal_by_hand(physical_id: str, props: Properties) -> str:
+    """The command that deletes the deployment, for whoever reads the warning."""
+    admin = props.admin_url.rstrip("/") or "<admin URL>"
+    url = f"{admin}/deployments/{urllib.parse.quote(physical_id, safe='')}?force=true"
+    command = f"curl -X DELETE '{url}'"
+    if props.token_secret_arn:
+        return (
+            f"To remove it by hand, with TOKEN the SecretString of {props.token_secret_arn}: "
+            f'{command} -H "Authorization: Bearer $TOKEN"'
+        )
+    return f"To remove it by hand: {command}"
 
 
 def on_event(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """The Provider framework's entry point: return to succeed, raise to fail with a reason."""
     deadline = time.monotonic() + context.get_remaining_time_in_millis() / 1000 - SAFETY_MARGIN_S
     request_type = event.get("RequestType")
+    if request_type == "Delete":
+        deadline = min(deadline, time.monotonic() + DELETE_BUDGET_S)
     props = Properties.parse(event.get("ResourceProperties") or {})
     LOG.info(
         "%s: %s at %s (%.0fs to answer)",
