@@ -1,21 +1,106 @@
 """Everything the CDK app reads from its context (`--context key=value` or cdk.json), in one place.
 
-A missing or malformed key fails synthesis with a message that names it,
-before any resource is defined.
+Every key is checked before any resource is defined: an unknown key, an empty value, a key of the
+other deployment mode, or a malformed value fails synthesis with one line that names the key and
+says what would be valid.
 """
 
 from __future__ import annotations
 
+import difflib
+import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
 DeploymentMode = Literal["self-hosted", "cloud"]
 CLOUD_REGIONS = ("us", "eu")
 
+_ARN_HEAD = r"arn:aws(?:-[a-z]+)*:{service}:[a-z]{{2,}}(?:-[a-z]+)+-\d+:\d{{12}}:"
+_HOST_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+
+
+@dataclass(frozen=True)
+class ContextKey:
+    """A context key of this app: the mode it belongs to, what a valid value is, what leaving it out means."""
+
+    name: str
+    mode: DeploymentMode | None  # None: either mode
+    pattern: str  # a valid value, in full
+    valid: str  # the same, for people: completes "must be ..."
+    default: str | None  # completes "leave it out for ..."; None: required in its mode
+
+
+# The context keys this app reads: the one list that the checks, the messages and the valid keys come from.
+CONTEXT_KEYS = (
+    ContextKey(
+        "prefix",
+        None,
+        r"[A-Za-z][A-Za-z0-9-]{0,19}",
+        "1-20 letters, digits or '-', starting with a letter",
+        "the unprefixed names (RestateStack, restate-holiday-*)",
+    ),
+    ContextKey("deploymentMode", None, r"self-hosted|cloud", "'self-hosted' or 'cloud'", "the default, self-hosted"),
+    ContextKey("deregisterOnDelete", None, r"(?i:true|false)", "true or false", "the default, false"),
+    ContextKey(
+        "clusterId",
+        "cloud",
+        r"env_[A-Za-z0-9]+",
+        "a Restate Cloud environment id: 'env_' followed by letters and digits",
+        None,
+    ),
+    ContextKey(
+        "authTokenSecretArn",
+        "cloud",
+        _ARN_HEAD.format(service="secretsmanager") + r"secret:[A-Za-z0-9/_+=.@-]+",
+        "a Secrets Manager secret ARN: arn:<partition>:secretsmanager:<region>:<account>:secret:<name>",
+        None,
+    ),
+    ContextKey(
+        "region",
+        "cloud",
+        "|".join(CLOUD_REGIONS),
+        f"one of {', '.join(CLOUD_REGIONS)} (the Restate Cloud region)",
+        "the default, us",
+    ),
+    ContextKey(
+        "certificateArn",
+        "self-hosted",
+        _ARN_HEAD.format(service="acm") + r"certificate/[A-Za-z0-9-]+",
+        "an ACM certificate ARN: arn:<partition>:acm:<region>:<12-digit account>:certificate/<id>",
+        "a self-signed certificate on the host",
+    ),
+    ContextKey(
+        "domainName",
+        "self-hosted",
+        # Host name labels (letters, digits, '-'), at least two, 253 characters in all, not all digits at the end.
+        rf"(?=.{{1,253}}\Z)(?:{_HOST_LABEL}\.)+(?![0-9]+\Z){_HOST_LABEL}",
+        "the DNS host name that the certificate covers, such as restate.example.com",
+        "the load balancer's own DNS name",
+    ),
+    ContextKey(
+        "hostedZoneId",
+        "self-hosted",
+        r"Z[A-Z0-9]{1,31}",
+        "a Route 53 public hosted zone id such as Z0123456789ABCDEFGHIJ",
+        "no DNS record (you create it)",
+    ),
+)
+KEYS = {key.name: key for key in CONTEXT_KEYS}
+# Keys the CDK CLI keeps in cdk.context.json (`cdk acknowledge`, `cdk cli-telemetry`) and passes to every app.
+CDK_CLI_KEYS = frozenset({"acknowledged-issue-numbers", "cli-telemetry"})
+
+
+def is_cdk_key(key: str) -> bool:
+    """Keys of the CDK itself: feature flags (`@aws-cdk/...:...`), `aws:cdk:...`, cached lookups (`...:account=...`)."""
+    return ":" in key or key.startswith("@") or key in CDK_CLI_KEYS
+
 
 class ContextReader(Protocol):
-    def try_get_context(self, key: str) -> object: ...
+    """What is read of a construct's node (constructs' `Node`): all of its context, keys to values."""
+
+    def get_all_context(self) -> object: ...
 
 
 class SettingsError(ValueError):
@@ -32,52 +117,66 @@ class DeploymentSettings:
     cloud_region: str = "us"
     # Self-hosted only: an ACM certificate for the ingress (default: self-signed on the host)
     certificate_arn: str | None = None
+    # Self-hosted with certificate_arn only: the (lower-case) name the certificate covers; the ingress URL
+    # is then https://<domain_name>. With hosted_zone_id, the stack creates its record in that public zone.
+    domain_name: str | None = None
+    hosted_zone_id: str | None = None
     # What happens to Restate's registration of a function version when the stack is deleted
     deregister_on_delete: bool = False
 
     @classmethod
     def from_context(cls, node: ContextReader) -> DeploymentSettings:
-        def get(key: str) -> str | None:
-            value = node.try_get_context(key)
-            return None if value in (None, "") else str(value)
+        everything = node.get_all_context()
+        if not isinstance(everything, Mapping):
+            raise TypeError(f"get_all_context() returned a {type(everything).__name__}, not a mapping")
+        context = {str(k): v for k, v in everything.items() if v is not None and not is_cdk_key(str(k))}
+        for key in context:
+            if key not in KEYS:
+                raise SettingsError(_unknown_key(key))
 
-        prefix = get("prefix") or ""
-        if prefix and not re.fullmatch(r"[A-Za-z][A-Za-z0-9-]{0,19}", prefix):
-            raise SettingsError(
-                f"context 'prefix' must be 1-20 letters, digits or '-', starting with a letter: {prefix!r}"
-            )
-        mode = get("deploymentMode") or "self-hosted"
-        if mode not in ("self-hosted", "cloud"):
-            raise SettingsError(f"context 'deploymentMode' must be 'self-hosted' or 'cloud', not {mode!r}")
-        deregister = (get("deregisterOnDelete") or "false").lower()
-        if deregister not in ("true", "false"):
-            raise SettingsError(f"context 'deregisterOnDelete' must be true or false, not {deregister!r}")
+        mode: DeploymentMode = "cloud" if _read(context, "deploymentMode") == "cloud" else "self-hosted"
+        for key in context:
+            if KEYS[key].mode not in (None, mode):
+                raise SettingsError(_other_mode(key, mode))
+        deregister = context.get("deregisterOnDelete", False)
+        if not isinstance(deregister, bool):
+            deregister = (_read(context, "deregisterOnDelete") or "false").lower() == "true"
+        prefix = _read(context, "prefix") or ""
+
         if mode == "self-hosted":
+            certificate = _read(context, "certificateArn")
+            domain = _read(context, "domainName")
+            zone = _read(context, "hostedZoneId")
+            if domain and not certificate:
+                raise SettingsError(
+                    "context 'domainName' needs context 'certificateArn': the ACM certificate that covers it"
+                )
+            if zone and not domain:
+                raise SettingsError(
+                    "context 'hostedZoneId' needs context 'domainName': the name to create a record for"
+                )
             return cls(
-                prefix, "self-hosted", certificate_arn=get("certificateArn"), deregister_on_delete=deregister == "true"
+                prefix,
+                "self-hosted",
+                certificate_arn=certificate,
+                domain_name=domain,
+                hosted_zone_id=zone,
+                deregister_on_delete=deregister,
             )
 
-        missing = [key for key in ("clusterId", "authTokenSecretArn") if not get(key)]
+        missing = [key for key in ("clusterId", "authTokenSecretArn") if key not in context]
         if missing:
             raise SettingsError(
                 f"deploymentMode=cloud needs context {' and '.join(repr(k) for k in missing)}: "
                 "pass --context clusterId=<environment id> --context authTokenSecretArn=<secret ARN>"
             )
-        region = get("region") or "us"
-        if region not in CLOUD_REGIONS:
-            raise SettingsError(
-                f"context 'region' must be one of {', '.join(CLOUD_REGIONS)} for Restate Cloud, not {region!r}"
-            )
-        secret = get("authTokenSecretArn") or ""
-        if not secret.startswith("arn:"):
-            raise SettingsError(f"context 'authTokenSecretArn' must be a Secrets Manager ARN, not {secret!r}")
         return cls(
             prefix,
             "cloud",
-            cluster_id=get("clusterId"),
-            auth_token_secret_arn=secret,
-            cloud_region=region,
-            deregister_on_delete=deregister == "true",
+            cluster_id=_read(context, "clusterId"),
+            auth_token_secret_arn=_read(context, "authTokenSecretArn"),
+            cloud_region=_read(context, "region") or "us",
+            deregister_on_delete=deregister,
         )
 
     def stack_name(self, base: str) -> str:
@@ -101,3 +200,58 @@ class DeploymentSettings:
         """`<id without env_>.env.<us|eu>.restate.cloud`, the environment's host name."""
         assert self.cluster_id is not None
         return f"{self.cluster_id.removeprefix('env_')}.env.{self.cloud_region}.restate.cloud"
+
+
+def _read(context: Mapping[str, object], name: str) -> str | None:
+    """The value of a string key, None when it is absent; refuses an empty, non-string or malformed value."""
+    if name not in context:
+        return None
+    key = KEYS[name]
+    value = context[name]
+    if value == "":
+        leave_out = f"leave it out for {key.default}, or give" if key.default else "give"
+        raise SettingsError(f"context {name!r} is empty; {leave_out} {key.valid}")
+    if not isinstance(value, str):
+        raise SettingsError(f"context {name!r} must be {key.valid}, not the {_json_kind(value)} {_shown(value)}")
+    if name == "domainName":
+        value = value.lower()
+    if not re.fullmatch(key.pattern, value):
+        raise SettingsError(f"context {name!r} must be {key.valid}, not {_shown(value)}")
+    return value
+
+
+def _unknown_key(key: str) -> str:
+    by_lower = {name.lower(): name for name in KEYS}
+    close = difflib.get_close_matches(key.lower(), by_lower, n=1)
+    guess = f" (did you mean {by_lower[close[0]]!r}?)" if close else ""
+    return f"unknown context key {_shown(key)}{guess}; valid keys: {', '.join(KEYS)}"
+
+
+def _other_mode(key: str, mode: DeploymentMode) -> str:
+    if key == "region":
+        return (
+            "context 'region' is the Restate Cloud region (us or eu), only for deploymentMode=cloud; "
+            "a self-hosted Restate goes to the AWS region of your AWS profile (or AWS_REGION)"
+        )
+    if mode == "self-hosted":
+        return (
+            f"context {key!r} is only for deploymentMode=cloud, and this deployment is self-hosted: "
+            f"add --context deploymentMode=cloud, or leave {key!r} out"
+        )
+    return f"context {key!r} is only for deploymentMode=self-hosted; leave it out with deploymentMode=cloud"
+
+
+def _json_kind(value: object) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, list | tuple):
+        return "list"
+    return "object" if isinstance(value, Mapping) else type(value).__name__
+
+
+def _shown(value: object, limit: int = 80) -> str:
+    """A value as it appears in a message: quoted, on one line, cut short when long."""
+    text = repr(value) if isinstance(value, str) else json.dumps(value, default=str)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
