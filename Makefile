@@ -60,6 +60,8 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	@# The EC2 host's boot script, as rendered for each TLS mode.
+	for tls in self-signed load-balancer; do $(BIN)/python -m infra.host $$tls | $(BIN)/shellcheck - || exit 1; done
 
 fmt: install
 	$(BIN)/ruff check --fix .

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -18,6 +18,7 @@ from holiday.devstack import LocalStack, Mode, Ports
 from holiday.faultproxy import FaultProxy
 from holiday.packaging import AssetReport, build
 from tests.support import Inbox
+from tests.synth import MODES, Templates, synth
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 
@@ -81,3 +82,16 @@ def trip_id(request: pytest.FixtureRequest) -> str:
     """A fresh trip id per test, readable in logs."""
     readable = re.sub(r"[^A-Za-z0-9_-]+", "-", request.node.name.removeprefix("test_"))[:50].strip("-")
     return f"{readable}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="session")
+def synthesized(lambda_assets: list[AssetReport]) -> Callable[[str], Templates]:
+    """`synthesized("acm")`: the two templates of a mode in tests/synth.py, synthesised once per session."""
+    done: dict[str, Templates] = {}
+
+    def get(mode: str) -> Templates:
+        if mode not in done:
+            done[mode] = synth(lambda_assets[0].path.parent, MODES[mode])
+        return done[mode]
+
+    return get

@@ -7,62 +7,37 @@ not acknowledged with a reason fails synthesis, and so these tests.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from aws_cdk import App
-from aws_cdk.assertions import Template
 
 from app import build_app
 from holiday.functions import FUNCTIONS
 from holiday.packaging import AssetReport
-
-PROJECT_DIR = Path(__file__).resolve().parents[1]
-SECRET = "arn:aws:secretsmanager:us-east-1:111122223333:secret:/restate/env_abc123/auth-token-AbCdEf"
-CERTIFICATE = "arn:aws:acm:us-east-1:111122223333:certificate/0c6e2d3a"
-CLOUD = {"deploymentMode": "cloud", "clusterId": "env_abc123", "authTokenSecretArn": SECRET}
-
-Templates = tuple[dict[str, Any], dict[str, Any]]
-
-
-def synth(assets: list[AssetReport], context: dict[str, str]) -> Templates:
-    app = App(context=context)
-    restate, holiday = build_app(app, assets_dir=assets[0].path.parent)
-    app.synth()  # runs the cdk-nag checks; raises on a violation
-    return dict(Template.from_stack(restate).to_json()), dict(Template.from_stack(holiday).to_json())
+from infra.host.config import NodeLayout, restate_config
+from tests.synth import CERTIFICATE, CLOUD, SECRET, Templates, as_list, joined, only, resources, synth
 
 
 @pytest.fixture(scope="module")
-def default(lambda_assets: list[AssetReport]) -> Templates:
-    return synth(lambda_assets, {})
+def default(synthesized: Callable[[str], Templates]) -> Templates:
+    return synthesized("default")
 
 
 @pytest.fixture(scope="module")
-def prefixed(lambda_assets: list[AssetReport]) -> Templates:
-    return synth(lambda_assets, {"prefix": "alice"})
+def prefixed(synthesized: Callable[[str], Templates]) -> Templates:
+    return synthesized("prefix")
 
 
 @pytest.fixture(scope="module")
-def cloud(lambda_assets: list[AssetReport]) -> Templates:
-    return synth(lambda_assets, CLOUD)
+def cloud(synthesized: Callable[[str], Templates]) -> Templates:
+    return synthesized("cloud")
 
 
 @pytest.fixture(scope="module")
-def acm(lambda_assets: list[AssetReport]) -> Templates:
-    return synth(lambda_assets, {"certificateArn": CERTIFICATE})
-
-
-def resources(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
-    return {k: v for k, v in template["Resources"].items() if v["Type"] == kind}
-
-
-def only(template: dict[str, Any], kind: str) -> dict[str, Any]:
-    [resource] = resources(template, kind).values()
-    return resource
+def acm(synthesized: Callable[[str], Templates]) -> Templates:
+    return synthesized("acm")
 
 
 def ingress_rules(template: dict[str, Any]) -> list[dict[str, Any]]:
@@ -92,10 +67,6 @@ def function_roles(template: dict[str, Any]) -> dict[str, str]:
     return roles
 
 
-def as_list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else [value]
-
-
 # --- RestateStack, self-hosted -------------------------------------------------------------
 
 
@@ -111,10 +82,12 @@ def test_self_hosted_restate_is_one_arm64_node_with_a_separate_encrypted_data_vo
     assert volume["DeletionPolicy"] == "Snapshot"  # outlives the instance and even the stack
     # Attached at boot by the host itself, so a replacement instance can take it over.
     assert not resources(restate, "AWS::EC2::VolumeAttachment")
-    user_data = json.dumps(instance["UserData"])
+    user_data = joined(instance["UserData"])
     assert "aws ec2 attach-volume" in user_data
     assert "restatedev/restate:1.7.12" in user_data
-    assert "RESTATE_NODE_NAME=restate-1" in user_data
+    # The configuration the rehearsal runs (tests/test_host_rehearsal.py), with the ingress behind nginx.
+    assert restate_config(NodeLayout.for_host("self-signed")) in user_data
+    assert 'bind-address = "127.0.0.1:8080"' in user_data
     assert only(restate, "AWS::EC2::LaunchTemplate")["Properties"]["LaunchTemplateData"]["MetadataOptions"] == {
         "HttpTokens": "required"
     }
@@ -124,10 +97,10 @@ def test_restate_logs_go_to_the_documented_log_group_and_traces_to_xray(default:
     restate, _ = default
     groups = [g["Properties"].get("LogGroupName") for g in resources(restate, "AWS::Logs::LogGroup").values()]
     assert "/restate/restate" in groups
-    user_data = json.dumps(only(restate, "AWS::EC2::Instance")["Properties"]["UserData"])
-    assert "awslogs" in user_data
+    user_data = joined(only(restate, "AWS::EC2::Instance")["Properties"]["UserData"])
+    assert "awslogs-stream=restate" in user_data
     assert "awsxray" in user_data
-    assert "RESTATE_TRACING_ENDPOINT=http://127.0.0.1:4317" in user_data
+    assert 'tracing-endpoint = "http://127.0.0.1:4317"' in user_data
     [role] = only(restate, "AWS::IAM::InstanceProfile")["Properties"]["Roles"]
     actions = json.dumps([s["Action"] for s in statements_of_role(restate, role["Ref"])])
     assert "xray:PutTraceSegments" in actions
@@ -158,7 +131,10 @@ def test_with_an_acm_certificate_a_load_balancer_terminates_tls(acm: Templates) 
     assert not [r for r in rules if r.get("CidrIp") == "0.0.0.0/0"]
     [plain] = [r for r in rules if r.get("FromPort") == 8080]
     assert "Fn::GetAtt" in json.dumps(plain["CidrIp"])  # the VPC's own CIDR, for the balancer
-    assert "SELF_SIGNED_TLS" not in json.dumps(only(restate, "AWS::EC2::Instance")["Properties"]["UserData"])
+    user_data = joined(only(restate, "AWS::EC2::Instance")["Properties"]["UserData"])
+    assert "nginx.conf" not in user_data
+    assert restate_config(NodeLayout.for_host("load-balancer")) in user_data  # the balancer reaches 8080
+    assert 'bind-address = "0.0.0.0:8080"' in user_data
 
 
 def test_the_invoker_role_is_assumed_only_by_the_restate_node(default: Templates) -> None:
@@ -315,24 +291,5 @@ def test_cloud_mode_has_no_self_hosted_resources_and_an_invoker_role_for_restate
 
 
 def test_cloud_region_eu(lambda_assets: list[AssetReport]) -> None:
-    restate, _ = synth(lambda_assets, {**CLOUD, "region": "eu"})
+    restate, _ = synth(lambda_assets[0].path.parent, {**CLOUD, "region": "eu"})
     assert restate["Outputs"]["RestateIngressEndpoint"]["Value"] == "https://abc123.env.eu.restate.cloud"
-
-
-@pytest.mark.parametrize(
-    ("context", "says"),
-    [
-        ({"deploymentMode": "cloud"}, "deploymentMode=cloud needs context 'clusterId' and 'authTokenSecretArn'"),
-        ({"deploymentMode": "cloud", "clusterId": "env_x"}, "needs context 'authTokenSecretArn'"),
-        ({**CLOUD, "region": "ap"}, "context 'region' must be one of us, eu"),
-        ({"deploymentMode": "serverless"}, "context 'deploymentMode' must be 'self-hosted' or 'cloud'"),
-        ({"prefix": "no spaces"}, "context 'prefix' must be"),
-    ],
-)
-def test_a_missing_or_bad_context_key_fails_synth_naming_it(context: dict[str, str], says: str, tmp_path: Path) -> None:
-    # As the CDK CLI runs the app: context in CDK_CONTEXT_JSON, output folder in CDK_OUTDIR.
-    env = {**os.environ, "CDK_CONTEXT_JSON": json.dumps(context), "CDK_OUTDIR": str(tmp_path)}
-    done = subprocess.run([sys.executable, "app.py"], cwd=PROJECT_DIR, env=env, capture_output=True, text=True)
-    assert done.returncode == 1
-    assert says in done.stderr
-    assert "Traceback" not in done.stderr

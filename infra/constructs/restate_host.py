@@ -2,54 +2,48 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from string import Template
-
-from aws_cdk import CfnOutput, RemovalPolicy, Size, Stack, Tags
+from aws_cdk import CfnOutput, Duration, RemovalPolicy, Size, Stack, Tags
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from aws_cdk import aws_elasticloadbalancingv2_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_route53 as route53
 from constructs import Construct
 
+from infra.host.config import ADMIN_PORT, HTTPS_PORT, INGRESS_PORT, boot_script
 from infra.nag import acknowledge
+from infra.settings import DeploymentSettings
 
-BOOTSTRAP = Path(__file__).resolve().parents[1] / "host" / "bootstrap.sh"
-RESTATE_IMAGE = "docker.io/restatedev/restate:1.7.12"
-OTEL_IMAGE = "public.ecr.aws/aws-observability/aws-otel-collector:v0.43.3"
-NGINX_IMAGE = "public.ecr.aws/nginx/nginx:1.27"
-INGRESS_PORT, ADMIN_PORT, HTTPS_PORT = 8080, 9070, 443
 HOST_TAG = "restate-holiday:host"
+# Resolvers cache the admin name this long; a replaced instance is found again within it.
+ADMIN_RECORD_TTL = Duration.seconds(30)
 
 
 class RestateHost(Construct):
     """One EC2 instance running restate-server, reachable as described on each port.
 
-    - ingress: HTTPS on 443 from anywhere, through nginx with a self-signed
-      certificate on the host, or through a network load balancer with the ACM
-      certificate given (then 8080 is open to the VPC only, for the balancer);
-    - admin (9070): only from `admin_clients`, a security group for the
-      registration function inside the VPC; never from the internet;
-    - logs to the CloudWatch log group `log_group_name`, traces to X-Ray.
+    - ingress: HTTPS on 443 from anywhere, at a fixed Elastic IP through nginx with a
+      self-signed certificate on the host, or through a network load balancer with the
+      ACM certificate given (then 8080 is open to the VPC only, for the balancer);
+    - admin (9070): only from `admin_clients`, a security group for the registration
+      function inside the VPC, never from the internet; at a private DNS name that
+      follows the instance when it is replaced;
+    - logs to the CloudWatch log group of `settings`, traces to X-Ray.
+
+    Any change of the boot script, the configuration it writes or the images it runs
+    replaces the instance (cloud-init would not run a changed script again); the
+    replacement takes over the data volume, the admin name and the ingress address.
     """
 
-    def __init__(
-        self,
-        scope: Construct,
-        construct_id: str,
-        *,
-        vpc: ec2.IVpc,
-        log_group_name: str,
-        certificate_arn: str | None,
-    ) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, vpc: ec2.IVpc, settings: DeploymentSettings) -> None:
         super().__init__(scope, construct_id)
         subnet = vpc.public_subnets[0]
 
         self.log_group = logs.LogGroup(
             self,
             "Logs",
-            log_group_name=log_group_name,
+            log_group_name=settings.log_group_name,
             retention=logs.RetentionDays.ONE_MONTH,
             removal_policy=RemovalPolicy.DESTROY,
         )
@@ -81,17 +75,15 @@ class RestateHost(Construct):
         self.role = role
         self._grant_host_permissions(role)
 
-        self_signed = certificate_arn is None
-        script = Template(BOOTSTRAP.read_text()).safe_substitute(
-            VOLUME_ID=self.volume.volume_id,
-            LOG_GROUP=self.log_group.log_group_name,
-            RESTATE_IMAGE=RESTATE_IMAGE,
-            OTEL_IMAGE=OTEL_IMAGE,
-            NGINX_IMAGE=NGINX_IMAGE,
-            SELF_SIGNED_TLS="true" if self_signed else "false",
-        )
+        self_signed = settings.certificate_arn is None
         user_data = ec2.UserData.for_linux()
-        user_data.add_commands(script)
+        user_data.add_commands(
+            boot_script(
+                tls="self-signed" if self_signed else "load-balancer",
+                volume_id=self.volume.volume_id,
+                log_group=self.log_group.log_group_name,
+            )
+        )
         self.instance = ec2.Instance(
             self,
             "Instance",
@@ -102,6 +94,7 @@ class RestateHost(Construct):
             security_group=self.security_group,
             role=role,
             user_data=user_data,
+            user_data_causes_replacement=True,
             require_imdsv2=True,
             detailed_monitoring=True,
             associate_public_ip_address=True,
@@ -113,14 +106,16 @@ class RestateHost(Construct):
             ],
         )
         Tags.of(self.instance).add(HOST_TAG, Stack.of(self).stack_name)
-        self.admin_url = f"http://{self.instance.instance_private_ip}:{ADMIN_PORT}"
+        self.admin_url = self._admin_name(vpc, settings)
 
         if self_signed:
             self.security_group.add_ingress_rule(ec2.Peer.any_ipv4(), ec2.Port.tcp(HTTPS_PORT), "Restate ingress (TLS)")
-            self.ingress_url = f"https://{self.instance.instance_public_dns_name}"
+            # A fixed public address: the ingress URL outlives a replaced instance.
+            address = ec2.CfnEIP(self, "IngressAddress", domain="vpc", instance_id=self.instance.instance_id)
+            address.node.add_dependency(vpc.internet_connectivity_established)
+            self.ingress_url = f"https://{address.attr_public_ip}"
         else:
-            assert certificate_arn is not None
-            self.ingress_url = self._load_balancer(vpc, certificate_arn)
+            self.ingress_url = self._load_balancer(vpc, settings)
 
         acknowledge(
             self.instance,
@@ -134,6 +129,26 @@ class RestateHost(Construct):
             "The ingress is public by design: callers reach it with curl over HTTPS on 443.",
         )
         CfnOutput(self, "AdminUrl", value=self.admin_url, description="Reachable only from inside the VPC")
+
+    def _admin_name(self, vpc: ec2.IVpc, settings: DeploymentSettings) -> str:
+        """`http://admin.<zone>:9070`, a private DNS name whose record follows the instance.
+
+        The services stack registers functions at this URL. It is a plain string, not a
+        reference to the instance, so a replaced instance (whose private IP changes) needs
+        no change to any export, which CloudFormation would refuse while it is imported.
+        """
+        zone = route53.PrivateHostedZone(
+            self, "AdminZone", zone_name=f"{settings.resource_name('restate')}.internal", vpc=vpc
+        )
+        route53.ARecord(
+            self,
+            "AdminRecord",
+            zone=zone,
+            record_name="admin",
+            target=route53.RecordTarget.from_ip_addresses(self.instance.instance_private_ip),
+            ttl=ADMIN_RECORD_TTL,
+        )
+        return f"http://admin.{zone.zone_name}:{ADMIN_PORT}"
 
     def _grant_host_permissions(self, role: iam.Role) -> None:
         stack = Stack.of(self)
@@ -179,8 +194,9 @@ class RestateHost(Construct):
             findings=["Resource::*", "Resource::arn:<AWS::Partition>:ec2:<AWS::Region>:<AWS::AccountId>:instance/*"],
         )
 
-    def _load_balancer(self, vpc: ec2.IVpc, certificate_arn: str) -> str:
-        """TLS with the ACM certificate at a network load balancer; the host serves plain HTTP on 8080."""
+    def _load_balancer(self, vpc: ec2.IVpc, settings: DeploymentSettings) -> str:
+        """TLS (1.2 or 1.3) with the ACM certificate at a network load balancer; the host serves plain HTTP on 8080."""
+        assert settings.certificate_arn is not None
         self.security_group.add_ingress_rule(
             ec2.Peer.ipv4(vpc.vpc_cidr_block), ec2.Port.tcp(INGRESS_PORT), "Restate ingress from the load balancer"
         )
@@ -191,7 +207,8 @@ class RestateHost(Construct):
             "Https",
             port=HTTPS_PORT,
             protocol=elbv2.Protocol.TLS,
-            certificates=[elbv2.ListenerCertificate.from_arn(certificate_arn)],
+            certificates=[elbv2.ListenerCertificate.from_arn(settings.certificate_arn)],
+            ssl_policy=elbv2.SslPolicy.RECOMMENDED_TLS,
         )
         listener.add_targets(
             "Restate",
@@ -206,4 +223,24 @@ class RestateHost(Construct):
             "Access logs would need a bucket per deployment of this example; "
             "Restate's own log in CloudWatch records every ingress request.",
         )
-        return f"https://{nlb.load_balancer_dns_name}"
+        CfnOutput(
+            self,
+            "LoadBalancerDnsName",
+            value=nlb.load_balancer_dns_name,
+            description="Point the DNS name of the certificate here (a CNAME or an alias record)",
+        )
+        if settings.domain_name is None:
+            return f"https://{nlb.load_balancer_dns_name}"
+        if settings.hosted_zone_id is not None:
+            route53.CfnRecordSet(
+                self,
+                "IngressRecord",
+                hosted_zone_id=settings.hosted_zone_id,
+                name=settings.domain_name,
+                type="A",
+                alias_target=route53.CfnRecordSet.AliasTargetProperty(
+                    dns_name=nlb.load_balancer_dns_name,
+                    hosted_zone_id=nlb.load_balancer_canonical_hosted_zone_id,
+                ),
+            )
+        return f"https://{settings.domain_name}"

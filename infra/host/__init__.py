@@ -1,0 +1,1 @@
+"""The self-hosted Restate node's boot script and configuration files."""

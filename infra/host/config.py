@@ -1,0 +1,257 @@
+"""What the self-hosted Restate node runs with, rendered in one place.
+
+The boot script (`bootstrap.sh`) writes these files on the EC2 host, and the
+rehearsal test runs restate-server and nginx on loopback with the very same
+renderings, changing only the addresses and paths in `NodeLayout` and
+`TlsLayout`. So what is tested here is what the host gets.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+RESTATE_IMAGE = "docker.io/restatedev/restate:1.7.12"
+OTEL_IMAGE = "public.ecr.aws/aws-observability/aws-otel-collector:v0.43.3"
+NGINX_IMAGE = "public.ecr.aws/nginx/nginx:1.27"
+INGRESS_PORT, ADMIN_PORT, HTTPS_PORT = 8080, 9070, 443
+NODE_NAME = "restate-1"  # fixed: a replacement instance takes over the same node's data
+DATA_MOUNT = "/var/lib/restate"  # the data volume, on the host
+BOOT_SCRIPT = Path(__file__).resolve().parent / "bootstrap.sh"
+# How the ingress is served: by nginx on the host with a self-signed certificate,
+# or by a load balancer with an ACM certificate that reaches Restate on 8080.
+TlsMode = Literal["self-signed", "load-balancer"]
+
+
+@dataclass(frozen=True)
+class NodeLayout:
+    """Where restate-server listens and keeps its data. The defaults are the host's."""
+
+    base_dir: str = "/restate-data"  # the data volume, as mounted into the container
+    ingress: str = f"0.0.0.0:{INGRESS_PORT}"
+    admin: str = f"0.0.0.0:{ADMIN_PORT}"  # the security group admits the registration function only
+    fabric_ip: str = "127.0.0.1"  # node-to-node traffic: a single node has no peers
+    fabric_port: int = 5122
+    tracing_endpoint: str = "http://127.0.0.1:4317"  # the OpenTelemetry collector beside it
+
+    @classmethod
+    def for_host(cls, tls: TlsMode) -> NodeLayout:
+        """Behind nginx the ingress need only answer on loopback; a load balancer reaches it over the VPC."""
+        return cls() if tls == "load-balancer" else cls(ingress=f"127.0.0.1:{INGRESS_PORT}")
+
+
+@dataclass(frozen=True)
+class TlsLayout:
+    """Where nginx listens, what it forwards to, and its files. The defaults are the host's."""
+
+    listen: str = str(HTTPS_PORT)
+    upstream: str = f"127.0.0.1:{INGRESS_PORT}"
+    certificate: str = "/etc/restate-tls/cert.pem"
+    key: str = "/etc/restate-tls/key.pem"
+    runtime_dir: str = "/var/cache/nginx"  # pid file and buffers; the nginx image owns this folder
+    access_log: str = "/dev/stdout"  # the container's log, which goes to CloudWatch
+
+
+def restate_config(layout: NodeLayout) -> str:
+    """restate-server's configuration file (TOML). Anything not set keeps Restate's production default."""
+    return f"""\
+# restate-server configuration of RestateStack's node, rendered by infra/host/config.py.
+node-name = "{NODE_NAME}"
+base-dir = "{layout.base_dir}"
+bind-ip = "{layout.fabric_ip}"
+bind-port = {layout.fabric_port}
+disable-telemetry = true
+tracing-endpoint = "{layout.tracing_endpoint}"
+# The default (2 GiB) is all the memory of a t4g.small; leave room for Docker, nginx and the collector.
+rocksdb-total-memory-size = "512 MiB"
+
+[ingress]
+bind-address = "{layout.ingress}"
+
+[admin]
+bind-address = "{layout.admin}"
+"""
+
+
+def nginx_config(layout: TlsLayout) -> str:
+    """nginx terminating TLS (1.2 and 1.3, HTTP/1.1 and HTTP/2) in front of the ingress, and nothing else."""
+    run = layout.runtime_dir
+    return f"""\
+# nginx in front of the Restate ingress on RestateStack's node, rendered by infra/host/config.py.
+worker_processes auto;
+pid {run}/nginx.pid;
+error_log stderr warn;
+events {{
+  worker_connections 1024;
+}}
+http {{
+  access_log {layout.access_log};
+  server_tokens off;
+  client_body_temp_path {run}/client_temp;
+  proxy_temp_path {run}/proxy_temp;
+  fastcgi_temp_path {run}/fastcgi_temp;
+  uwsgi_temp_path {run}/uwsgi_temp;
+  scgi_temp_path {run}/scgi_temp;
+  server {{
+    # "listen ... http2" works on nginx 1.22 (tested here) and 1.27 (the image), where it is deprecated but kept.
+    listen {layout.listen} ssl http2;
+    ssl_certificate {layout.certificate};
+    ssl_certificate_key {layout.key};
+    ssl_protocols TLSv1.2 TLSv1.3;
+    client_max_body_size 1m;
+    location / {{
+      # Only the ingress: the admin API (9070) is never reachable through here.
+      proxy_pass http://{layout.upstream};
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_read_timeout 300s;
+    }}
+  }}
+}}
+"""
+
+
+def self_signed_certificate_command(certificate: str, key: str) -> list[str]:
+    """The openssl command that makes the host's certificate (curl -k accepts it)."""
+    return [
+        "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "825",
+        "-subj", "/CN=restate-ingress", "-keyout", key, "-out", certificate,
+    ]  # fmt: skip
+
+
+OTEL_CONFIG = """\
+# OpenTelemetry collector on RestateStack's node: Restate's traces (OTLP) to AWS X-Ray.
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:4317
+processors:
+  batch: {}
+exporters:
+  awsxray: {}
+service:
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [batch]
+      exporters: [awsxray]
+"""
+
+
+def container_unit(name: str, description: str, docker_args: list[str], needs_data: bool = False) -> str:
+    """A systemd unit that runs one container. With `needs_data`, it starts only on the mounted data volume."""
+    mount = ""
+    check = ""
+    if needs_data:
+        # The volume is mounted `nofail` (a missing volume must not stop the boot), which does
+        # not order it before anything; this does, and the check refuses an unmounted folder.
+        mount = f"RequiresMountsFor={DATA_MOUNT}\n"
+        check = f"ExecStartPre=/usr/bin/mountpoint -q {DATA_MOUNT}\n"
+    run = shlex.join(["/usr/bin/docker", "run", "--rm", "--name", name, "--network", "host", *docker_args])
+    return f"""\
+[Unit]
+Description={description}
+Requires=docker.service
+After=docker.service network-online.target
+Wants=network-online.target
+{mount}
+[Service]
+{check}ExecStartPre=-/usr/bin/docker rm -f {name}
+ExecStart={run}
+ExecStop=/usr/bin/docker stop {name}
+Restart=always
+RestartSec=5
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+def _awslogs(stream: str) -> list[str]:
+    """Docker's options that send a container's output to the node's log group."""
+    return [
+        "--log-driver", "awslogs", "--log-opt", "awslogs-region=${REGION}",
+        "--log-opt", "awslogs-group=${LOG_GROUP}", "--log-opt", f"awslogs-stream={stream}",
+    ]  # fmt: skip
+
+
+def units(tls: TlsMode) -> dict[str, str]:
+    """The host's systemd units by file name. `${REGION}` and `${LOG_GROUP}` are filled in later."""
+    restate = container_unit(
+        "restate",
+        "Restate server",
+        [
+            "-v", f"{DATA_MOUNT}:{NodeLayout().base_dir}",
+            "-v", "/etc/restate/restate.toml:/etc/restate/restate.toml:ro",
+            "-e", "RESTATE_CONFIG=/etc/restate/restate.toml",
+            "-e", "AWS_REGION=${REGION}",
+            *_awslogs("restate"),
+            RESTATE_IMAGE,
+        ],
+        needs_data=True,
+    )  # fmt: skip
+    otel = container_unit(
+        "otel",
+        "OpenTelemetry collector: Restate's traces to X-Ray",
+        [
+            "-e", "AWS_REGION=${REGION}",
+            "-v", "/etc/otel/config.yaml:/etc/otel/config.yaml:ro",
+            OTEL_IMAGE, "--config", "/etc/otel/config.yaml",
+        ],
+    )  # fmt: skip
+    found = {"restate.service": restate, "otel.service": otel}
+    if tls == "self-signed":
+        found["restate-tls.service"] = container_unit(
+            "restate-tls",
+            "nginx: TLS in front of the Restate ingress",
+            [
+                "-v", "/etc/restate-tls:/etc/restate-tls:ro",
+                "-v", "/etc/restate-tls/nginx.conf:/etc/nginx/nginx.conf:ro",
+                *_awslogs("nginx"),
+                NGINX_IMAGE,
+            ],
+        )  # fmt: skip
+    return found
+
+
+def _heredoc(path: str, content: str) -> str:
+    """Shell that writes `content` to `path` verbatim (quoted delimiter: no expansion)."""
+    assert "\nEOF_FILE\n" not in content
+    return f"cat > {path} <<'EOF_FILE'\n{content}EOF_FILE"
+
+
+def boot_script(*, tls: TlsMode, volume_id: str, log_group: str) -> str:
+    """The host's user data: bootstrap.sh with its placeholders (between at-signs) filled, every file above in place."""
+    files = [
+        _heredoc("/etc/restate/restate.toml", restate_config(NodeLayout.for_host(tls))),
+        _heredoc("/etc/otel/config.yaml", OTEL_CONFIG),
+    ]
+    tls_setup = ":"
+    if tls == "self-signed":
+        layout = TlsLayout()
+        files.append(_heredoc("/etc/restate-tls/nginx.conf", nginx_config(layout)))
+        make_cert = shlex.join(self_signed_certificate_command(layout.certificate, layout.key))
+        tls_setup = f"[ -f {layout.certificate} ] || {make_cert}"
+    host_units = units(tls)
+    # An unquoted heredoc: the shell fills in ${REGION} and ${LOG_GROUP} at boot.
+    unit_files = [f"cat > /etc/systemd/system/{name} <<EOF_UNIT\n{text}EOF_UNIT" for name, text in host_units.items()]
+    values = {
+        "VOLUME_ID": volume_id,
+        "LOG_GROUP": log_group,
+        "DATA_MOUNT": DATA_MOUNT,
+        "CONFIG_FILES": "\n".join(files),
+        "TLS_SETUP": tls_setup,
+        "UNIT_FILES": "\n".join(unit_files),
+        "UNITS": " ".join(host_units),
+    }
+    script = BOOT_SCRIPT.read_text()
+    for name, value in values.items():
+        script = script.replace(f"@{name}@", value)
+    left = re.findall(r"@[A-Z_]+@", script)
+    if left:
+        raise ValueError(f"{BOOT_SCRIPT.name} has placeholders nobody fills: {left}")
+    return script

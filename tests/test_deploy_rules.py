@@ -1,0 +1,203 @@
+"""What AWS checks when it creates or updates these stacks, checked here before any account sees them.
+
+A template test that asserts what a template contains is not a test of what AWS
+accepts, so each test below encodes a rule that CloudFormation, Lambda, EC2 or
+Elastic Load Balancing applies, over every documented deployment mode, and
+cfn-lint (AWS's own template linter) runs over every template.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import cfnlint.api
+import pytest
+
+from infra.host import config
+from tests.synth import MODES, Templates, as_list, joined, resources, synth
+
+STACKS = ("RestateStack", "RestateHolidayStack")
+# Policies AWS manages that grant the network-interface actions Lambda checks for.
+VPC_ACCESS_POLICIES = ("AWSLambdaVPCAccessExecutionRole", "AWSLambdaENIManagementAccess")
+ENI_ACTIONS = {"ec2:CreateNetworkInterface", "ec2:DescribeNetworkInterfaces", "ec2:DeleteNetworkInterface"}
+# ELB security policies that allow nothing older than TLS 1.2.
+MODERN_TLS = re.compile(r"^ELBSecurityPolicy-(TLS13-1-[23]|TLS-1-2|FS-1-2)")
+
+
+@pytest.fixture(scope="module", params=list(MODES))
+def mode(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(scope="module")
+def templates(mode: str, synthesized: Callable[[str], Templates]) -> Templates:
+    return synthesized(mode)
+
+
+def both(templates: Templates) -> Iterator[tuple[str, dict[str, Any]]]:
+    yield from zip(STACKS, templates, strict=True)
+
+
+# --- cfn-lint ---------------------------------------------------------------------------------
+
+
+def test_cfn_lint_finds_no_error_and_no_unacknowledged_warning(templates: Templates) -> None:
+    # Warnings acknowledged in code (infra/nag.py: lint_exception) carry their reason in the template.
+    for stack, template in both(templates):
+        found = [m for m in cfnlint.api.lint_all(json.dumps(template)) if m.rule.id[0] in "EW"]
+        assert not found, f"{stack}: " + "\n".join(str(m) for m in found)
+
+
+# --- Lambda: a function in a VPC needs a role that may manage network interfaces -------------
+
+
+def eni_grants(template: dict[str, Any], function_id: str) -> set[str]:
+    """The network-interface actions a function's role has by the time Lambda creates the function."""
+    function = template["Resources"][function_id]
+    role_id = function["Properties"]["Role"]["Fn::GetAtt"][0]
+    role = template["Resources"][role_id]["Properties"]
+    granted: set[str] = set()
+    for arn in role.get("ManagedPolicyArns", []):
+        if any(name in joined(arn) for name in VPC_ACCESS_POLICIES):
+            granted |= ENI_ACTIONS
+    statements = [s for p in role.get("Policies", []) for s in p["PolicyDocument"]["Statement"]]
+    # A separate policy counts only if the function waits for it.
+    for policy_id in as_list(function.get("DependsOn", [])):
+        policy = template["Resources"][policy_id]
+        if policy["Type"] == "AWS::IAM::Policy" and {"Ref": role_id} in policy["Properties"]["Roles"]:
+            statements += policy["Properties"]["PolicyDocument"]["Statement"]
+    for statement in statements:
+        if statement["Effect"] == "Allow" and "*" in as_list(statement["Resource"]):
+            granted |= set(as_list(statement["Action"])) & ENI_ACTIONS
+    return granted
+
+
+def test_every_function_in_a_vpc_may_manage_its_network_interfaces(templates: Templates) -> None:
+    for stack, template in both(templates):
+        for function_id, function in resources(template, "AWS::Lambda::Function").items():
+            if "VpcConfig" in function["Properties"]:
+                assert eni_grants(template, function_id) == ENI_ACTIONS, f"{stack}: {function_id}"
+
+
+def test_the_custom_resource_frameworks_function_is_outside_the_vpc(mode: str, templates: Templates) -> None:
+    # CloudFormation hears back from the framework; inside a VPC with no route out it never would.
+    _, holiday = templates
+    functions = resources(holiday, "AWS::Lambda::Function").values()
+    [framework] = [f["Properties"] for f in functions if f["Properties"]["Handler"] == "framework.onEvent"]
+    assert "VpcConfig" not in framework
+    [handler] = [f["Properties"] for f in functions if f["Properties"]["Handler"] == "handler.on_event"]
+    assert ("VpcConfig" in handler) == (mode != "cloud")  # the rule above is exercised where it matters
+
+
+# --- CloudFormation: two copies in one account, exports in use --------------------------------
+
+# Top-level properties named "...Name" that are not names in the account's namespace.
+SCOPED_NAMES = {
+    ("AWS::IAM::Policy", "PolicyName"),  # unique within its role only
+}
+
+
+def physical_names(template: dict[str, Any]) -> set[str]:
+    """Every literal name a resource or export claims: `TableName`, `FunctionName`, `LaunchTemplateName`, ..."""
+    names = set()
+    for resource in template["Resources"].values():
+        for key, value in resource.get("Properties", {}).items():
+            if key.endswith("Name") and (resource["Type"], key) not in SCOPED_NAMES and isinstance(value, str):
+                names.add(f"{resource['Type']}.{key}={value}")
+    for output in template.get("Outputs", {}).values():
+        if "Export" in output:
+            names.add(f"Export={joined(output['Export']['Name'])}")
+    return names
+
+
+def test_a_prefixed_copy_claims_no_name_the_default_copy_claims(synthesized: Callable[[str], Templates]) -> None:
+    default, prefixed = synthesized("default"), synthesized("prefix")
+    for stack, first, second in zip(STACKS, default, prefixed, strict=True):
+        assert physical_names(first), stack  # the rule has names to compare
+        assert not physical_names(first) & physical_names(second), stack
+
+
+def test_no_export_depends_on_an_ec2_instance(templates: Templates) -> None:
+    # A replaced instance (a new AMI, a new boot script) has a new IP; CloudFormation refuses
+    # to change an export that another stack imports, so the update would roll back.
+    for stack, template in both(templates):
+        instances = set(resources(template, "AWS::EC2::Instance"))
+        for name, output in template.get("Outputs", {}).items():
+            if "Export" in output:
+                value = json.dumps(output["Value"])
+                assert not [i for i in instances if f'"{i}"' in value], f"{stack}: export {name} = {value}"
+
+
+# --- EC2: a changed boot script must replace the instance -------------------------------------
+
+
+@pytest.fixture(scope="module")
+def changed_boot(lambda_assets: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Templates]:
+    """The default synthesis with a new Restate image, and with one more line in the boot script."""
+    assets_dir = lambda_assets[0].path.parent
+    script = tmp_path_factory.mktemp("boot") / "bootstrap.sh"
+    script.write_text(config.BOOT_SCRIPT.read_text() + "echo booted\n")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(config, "RESTATE_IMAGE", "docker.io/restatedev/restate:1.7.13")
+        image = synth(assets_dir, {})
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(config, "BOOT_SCRIPT", script)
+        boot = synth(assets_dir, {})
+    return {"image": image, "script": boot}
+
+
+@pytest.mark.parametrize("change", ["image", "script"])
+def test_a_changed_boot_script_or_image_replaces_the_instance_and_nothing_else(
+    change: str, changed_boot: dict[str, Templates], synthesized: Callable[[str], Templates]
+) -> None:
+    (restate, holiday), (new_restate, new_holiday) = synthesized("default"), changed_boot[change]
+    # A new logical id is a new instance: CloudFormation creates it, then removes the old one.
+    [old] = resources(restate, "AWS::EC2::Instance")
+    [new] = resources(new_restate, "AWS::EC2::Instance")
+    assert old != new
+    # The services stack sees no change at all: it registers at the admin name, not at the instance.
+    assert new_holiday == holiday
+    assert resources(new_restate, "AWS::EC2::Volume") == resources(restate, "AWS::EC2::Volume")
+
+
+# --- Elastic Load Balancing: no TLS older than 1.2 --------------------------------------------
+
+
+def test_every_tls_listener_names_a_policy_without_tls_1_0_or_1_1(mode: str, templates: Templates) -> None:
+    restate, _ = templates
+    listeners = [
+        listener["Properties"]
+        for listener in resources(restate, "AWS::ElasticLoadBalancingV2::Listener").values()
+        if listener["Properties"]["Protocol"] in ("TLS", "HTTPS")
+    ]
+    assert len(listeners) == (1 if mode in ("acm", "domain") else 0)
+    for listener in listeners:
+        assert MODERN_TLS.match(listener.get("SslPolicy", "")), listener
+
+
+# --- The host: Restate never starts on an empty disk ------------------------------------------
+
+
+def test_restate_starts_only_on_the_mounted_data_volume(tmp_path: Path) -> None:
+    unit = config.units("self-signed")["restate.service"]
+    assert f"RequiresMountsFor={config.DATA_MOUNT}\n" in unit  # ordered after the mount, and needs it
+    [check] = [line.split("=", 1)[1] for line in unit.splitlines() if line.startswith("ExecStartPre=/")]
+    # The check itself, run as systemd would: refuses a plain folder, accepts a mounted one.
+    assert subprocess.run([*check.split()[:-1], str(tmp_path)]).returncode != 0
+    assert subprocess.run([*check.split()[:-1], "/proc"]).returncode == 0
+    assert f"-v {config.DATA_MOUNT}:{config.NodeLayout().base_dir}" in unit
+
+
+@pytest.mark.parametrize("tls", ["self-signed", "load-balancer"])
+def test_shellcheck_finds_nothing_in_the_boot_script(tls: config.TlsMode) -> None:
+    script = config.boot_script(tls=tls, volume_id="vol-0123456789abcdef0", log_group="/restate/restate")
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "shellcheck"), "-"], input=script, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stdout
