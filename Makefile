@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: install dev dev-lambda test chaos audit bench package assets lint fmt clean
+.PHONY: install host-tools dev dev-lambda test chaos audit bench package assets lint fmt clean
 
 install: $(PY_STAMP) $(NODE_STAMP)
 
@@ -21,6 +21,18 @@ $(PY_STAMP): pyproject.toml constraints.txt
 $(NODE_STAMP): package.json package-lock.json
 	npm ci --ignore-scripts --no-audit --no-fund
 	@touch $@
+
+# nginx for the rehearsal of the EC2 host's TLS front (tests/test_host_rehearsal.py): Debian's
+# package unpacked into build/, not installed, so no system service starts. Where apt is missing
+# the rehearsal is skipped and says why.
+NGINX := build/host-tools/usr/sbin/nginx
+host-tools: $(NGINX)
+$(NGINX):
+	@mkdir -p build/host-tools
+	@cd build/host-tools && rm -f nginx_*.deb && \
+	  { apt-get download nginx >/dev/null 2>&1 || { apt-get update -qq && apt-get download nginx; }; } && \
+	  dpkg -x nginx_*.deb . && rm -f nginx_*.deb || \
+	  echo "could not unpack Debian's nginx here: the host rehearsal will use an installed nginx, or be skipped"
 
 dev: install
 	$(BIN)/holiday dev
@@ -40,7 +52,7 @@ build/lambda/.built: $(PY_STAMP) pyproject.toml constraints.txt $(shell find hol
 	$(BIN)/holiday package
 	@touch $@
 
-test: install
+test: install host-tools
 	$(BIN)/pytest
 
 # Book trips under load while killing the services, restate-server or DynamoDB; then audit.
