@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import cfnlint.api
@@ -179,25 +176,3 @@ def test_every_tls_listener_names_a_policy_without_tls_1_0_or_1_1(mode: str, tem
     assert len(listeners) == (1 if mode in ("acm", "domain") else 0)
     for listener in listeners:
         assert MODERN_TLS.match(listener.get("SslPolicy", "")), listener
-
-
-# --- The host: Restate never starts on an empty disk ------------------------------------------
-
-
-def test_restate_starts_only_on_the_mounted_data_volume(tmp_path: Path) -> None:
-    unit = config.units("self-signed")["restate.service"]
-    assert f"RequiresMountsFor={config.DATA_MOUNT}\n" in unit  # ordered after the mount, and needs it
-    [check] = [line.split("=", 1)[1] for line in unit.splitlines() if line.startswith("ExecStartPre=/")]
-    # The check itself, run as systemd would: refuses a plain folder, accepts a mounted one.
-    assert subprocess.run([*check.split()[:-1], str(tmp_path)]).returncode != 0
-    assert subprocess.run([*check.split()[:-1], "/proc"]).returncode == 0
-    assert f"-v {config.DATA_MOUNT}:{config.NodeLayout().base_dir}" in unit
-
-
-@pytest.mark.parametrize("tls", ["self-signed", "load-balancer"])
-def test_shellcheck_finds_nothing_in_the_boot_script(tls: config.TlsMode) -> None:
-    script = config.boot_script(tls=tls, volume_id="vol-0123456789abcdef0", log_group="/restate/restate")
-    done = subprocess.run(
-        [str(Path(sys.executable).parent / "shellcheck"), "-"], input=script, capture_output=True, text=True
-    )
-    assert done.returncode == 0, done.stdout

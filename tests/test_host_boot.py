@@ -1,0 +1,135 @@
+"""The EC2 host's boot script, run here as far as it can run off EC2: with the instance
+metadata service served on loopback and the AWS CLI stubbed, so each guard is seen working.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from infra.host import config
+
+VOLUME = "vol-0123456789abcdef0"
+IMDS = "http://169.254.169.254"
+
+
+def script(tls: config.TlsMode = "self-signed") -> str:
+    return config.boot_script(tls=tls, volume_id=VOLUME, log_group="/restate/restate")
+
+
+class Metadata(ThreadingHTTPServer):
+    """Instance metadata on loopback: answers like IMDSv2, or 404 to everything when `broken`."""
+
+    def __init__(self, broken: bool) -> None:
+        answers = {"/latest/api/token": "token", "/latest/meta-data/instance-id": "i-0abc"}
+        answers["/latest/meta-data/placement/region"] = "us-east-1"
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                body = None if broken else answers.get(self.path)
+                self.send_response(404 if body is None else 200)
+                data = (body or "<html>not found</html>").encode()
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_PUT = do_GET
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.serve_forever, args=(0.05,), daemon=True).start()
+
+
+def run_boot(tmp_path: Path, text: str, metadata: Metadata) -> subprocess.CompletedProcess[str]:
+    """Run the script with `curl` sent to `metadata`, `aws` refusing the attach, and quick sleeps."""
+    stubs = tmp_path / "bin"
+    stubs.mkdir()
+    port = metadata.server_address[1]
+    imds = IMDS.replace("/", "\\/")  # a literal pattern for bash's ${var//pattern/replacement}
+    (stubs / "curl").write_text(f'#!/bin/bash\nexec /usr/bin/curl "${{@//{imds}/http://127.0.0.1:{port}}}"\n')
+    (stubs / "aws").write_text(
+        '#!/bin/bash\necho "$*" >> "$STUB_LOG"\n'
+        'echo "An error occurred (VolumeInUse): $6 is already attached to an instance" >&2\nexit 254\n'
+    )
+    (stubs / "sleep").write_text("#!/bin/bash\nexec /bin/sleep 0.1\n")
+    for stub in stubs.iterdir():
+        stub.chmod(0o755)
+    env = {**os.environ, "PATH": f"{stubs}:{os.environ['PATH']}", "STUB_LOG": str(tmp_path / "aws.log")}
+    (tmp_path / "aws.log").touch()
+    return subprocess.run(["bash", "-c", text], env=env, capture_output=True, text=True, timeout=30)
+
+
+@pytest.fixture
+def metadata(request: pytest.FixtureRequest) -> Iterator[Metadata]:
+    server = Metadata(broken=getattr(request, "param", False))
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize("metadata", [True], indirect=True)
+def test_an_instance_metadata_error_stops_the_boot_before_anything_uses_it(tmp_path: Path, metadata: Metadata) -> None:
+    done = run_boot(tmp_path, script(), metadata)
+    assert done.returncode == 22, done.stderr  # curl -f: an HTTP error is an error, not an instance id
+    assert (tmp_path / "aws.log").read_text() == ""  # no attach was tried with an error page as the id
+
+
+def test_a_volume_that_never_frees_up_fails_the_boot_at_the_deadline_saying_why(
+    tmp_path: Path, metadata: Metadata
+) -> None:
+    text = script().replace("ATTACH_DEADLINE_S=1800", "ATTACH_DEADLINE_S=1")  # the deadline, shortened
+    assert text != script()
+    done = run_boot(tmp_path, text, metadata)
+    assert done.returncode == 1
+    attempts = (tmp_path / "aws.log").read_text().splitlines()
+    assert len(attempts) >= 2
+    assert attempts[0].startswith(f"ec2 attach-volume --region us-east-1 --volume-id {VOLUME} --instance-id i-0abc")
+    error = f"An error occurred (VolumeInUse): {VOLUME} is already attached to an instance"
+    assert f"waiting to attach {VOLUME}: {error}" in done.stderr
+    assert done.stderr.rstrip().endswith(f"could not attach {VOLUME} within 1s: {error}")
+
+
+def retry_function() -> str:
+    text = script()
+    start = text.index("retry() {")
+    return text[start : text.index("\n}\n", start) + 3]
+
+
+@pytest.mark.parametrize(("fail_times", "exit_code"), [(2, 0), (5, 1)])
+def test_retry_gives_a_command_a_bounded_number_of_tries(tmp_path: Path, fail_times: int, exit_code: int) -> None:
+    # As the boot script runs `dnf install`: `retry 3 <command>`.
+    counter = tmp_path / "tries"
+    flaky = f'echo x >> {counter}; [ "$(wc -l < {counter})" -gt {fail_times} ]'
+    text = f"sleep() {{ :; }}\n{retry_function()}\nflaky() {{ {flaky}; }}\nretry 3 flaky"
+    done = subprocess.run(["bash", "-c", text], capture_output=True, text=True, timeout=30)
+    assert done.returncode == exit_code
+    assert len(counter.read_text().splitlines()) == min(fail_times + 1, 3)
+    assert ("giving up after 3 attempts: flaky" in done.stderr) == (exit_code == 1)
+    assert "retry 10 dnf install -y docker" in script()
+
+
+def test_restate_starts_only_on_the_mounted_data_volume(tmp_path: Path) -> None:
+    unit = config.units("self-signed")["restate.service"]
+    assert f"RequiresMountsFor={config.DATA_MOUNT}\n" in unit  # ordered after the mount, and needs it
+    [check] = [line.split("=", 1)[1] for line in unit.splitlines() if line.startswith("ExecStartPre=/")]
+    # The check itself, run as systemd would: refuses a plain folder, accepts a mounted one.
+    command = check.split()[:-1]
+    assert subprocess.run([*command, str(tmp_path)]).returncode != 0
+    assert subprocess.run([*command, "/proc"]).returncode == 0
+    assert f"-v {config.DATA_MOUNT}:{config.NodeLayout().base_dir}" in unit
+
+
+@pytest.mark.parametrize("tls", ["self-signed", "load-balancer"])
+def test_shellcheck_finds_nothing_in_the_boot_script(tls: config.TlsMode) -> None:
+    shellcheck = Path(sys.executable).parent / "shellcheck"
+    done = subprocess.run([str(shellcheck), "-"], input=script(tls), capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout
