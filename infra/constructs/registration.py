@@ -4,7 +4,9 @@ The handler (`infra/registration/handler.py`) waits for Restate's health with
 bounded retries, registers a version ARN with the invoker role, and fails with
 a clear reason inside its timeout instead of hanging the stack. A new function
 version changes the resource's properties, so CloudFormation registers again;
-on delete the registration is kept unless `deregister_on_delete`.
+a rollback registers the earlier version again and Restate routes to it. On
+delete the registration is kept unless `deregister_on_delete`, and a delete
+never fails because Restate cannot be reached.
 """
 
 from __future__ import annotations
