@@ -18,6 +18,8 @@ RESTATE_IMAGE = "docker.io/restatedev/restate:1.7.12"
 OTEL_IMAGE = "public.ecr.aws/aws-observability/aws-otel-collector:v0.43.3"
 NGINX_IMAGE = "public.ecr.aws/nginx/nginx:1.27"
 INGRESS_PORT, ADMIN_PORT, HTTPS_PORT = 8080, 9070, 443
+# restate-server takes up to a minute (its shutdown-timeout) to stop cleanly; so does an instance being replaced.
+STOP_GRACE_S = 60
 NODE_NAME = "restate-1"  # fixed: a replacement instance takes over the same node's data
 DATA_MOUNT = "/var/lib/restate"  # the data volume, on the host
 BOOT_SCRIPT = Path(__file__).resolve().parent / "bootstrap.sh"
@@ -162,7 +164,8 @@ Wants=network-online.target
 [Service]
 {check}ExecStartPre=-/usr/bin/docker rm -f {name}
 ExecStart={run}
-ExecStop=/usr/bin/docker stop {name}
+ExecStop=/usr/bin/docker stop --time {STOP_GRACE_S} {name}
+TimeoutStopSec={STOP_GRACE_S + 30}
 Restart=always
 RestartSec=5
 
