@@ -5,6 +5,7 @@ metadata service served on loopback and the AWS CLI stubbed, so each guard is se
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -133,3 +134,29 @@ def test_shellcheck_finds_nothing_in_the_boot_script(tls: config.TlsMode) -> Non
     shellcheck = Path(sys.executable).parent / "shellcheck"
     done = subprocess.run([str(shellcheck), "-"], input=script(tls), capture_output=True, text=True)
     assert done.returncode == 0, done.stdout
+
+
+@pytest.mark.parametrize("tls", ["self-signed", "load-balancer"])
+def test_systemd_accepts_the_hosts_units(tls: config.TlsMode, tmp_path: Path) -> None:
+    analyze = shutil.which("systemd-analyze")
+    system_units = Path("/usr/lib/systemd/system")
+    if analyze is None or not system_units.is_dir():
+        pytest.skip("no systemd-analyze and system units here to check the units against")
+    # A root with what the units need on the host: the system's own units, docker.service, the binaries.
+    root = tmp_path / "root"
+    shutil.copytree(system_units, root / "usr/lib/systemd/system", symlinks=True)
+    (root / "usr/lib/systemd/system/docker.service").write_text("[Service]\nExecStart=/usr/bin/docker\n")
+    (root / "usr/bin").mkdir(parents=True)
+    (root / "usr/bin/docker").write_text("#!/bin/sh\n")
+    (root / "usr/bin/docker").chmod(0o755)
+    shutil.copy("/usr/bin/mountpoint", root / "usr/bin/mountpoint")
+    written = root / "etc/systemd/system"
+    written.mkdir(parents=True)
+    for name, text in config.units(tls).items():
+        # As the boot script's heredoc fills them in.
+        (written / name).write_text(text.replace("${REGION}", "us-east-1").replace("${LOG_GROUP}", "/restate/restate"))
+    units = [f"etc/systemd/system/{name}" for name in config.units(tls)]
+    done = subprocess.run(
+        [analyze, "verify", "--man=no", f"--root={root}", *units], cwd=root, capture_output=True, text=True
+    )
+    assert (done.returncode, done.stderr) == (0, ""), done.stderr
