@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: install host-tools dev dev-lambda test chaos audit bench package assets lint fmt clean
+.PHONY: install host-tools dev dev-lambda test test-unit chaos audit bench package assets lint fmt clean
 
 install: $(PY_STAMP) $(NODE_STAMP)
 
@@ -52,8 +52,13 @@ build/lambda/.built: $(PY_STAMP) pyproject.toml constraints.txt $(shell find hol
 	$(BIN)/holiday package
 	@touch $@
 
+# Every tier: unit, end-to-end (both modes), tools, deploy.
 test: install host-tools
 	$(BIN)/pytest
+
+# The unit tier alone: no processes, seconds.
+test-unit: install
+	$(BIN)/pytest tests/unit
 
 # Book trips under load while killing the services, restate-server or DynamoDB; then audit.
 chaos: install

@@ -8,19 +8,20 @@ reserve cannot bring the booking back.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 import restate
 
 from holiday.durability import RETRY_POLICY, pydantic_serde, replay_safe_logger, stored
 from holiday.faults import fail_if
-from holiday.models import BookingRef, BookingResult, RunType
+from holiday.models import BookingRef, BookingResult, RowStatus, RunType
 from holiday.storage import ledger
 
-PENDING, CONFIRMED, CANCELLED = "pending", "confirmed", "cancelled"
+PENDING, CONFIRMED, CANCELLED = RowStatus.PENDING, RowStatus.CONFIRMED, RowStatus.CANCELLED
 _REF_FIELDS = set(BookingRef.model_fields)
+# A handler as `ctx.service_call` takes it, so mypy checks what the saga passes to each.
+BookingHandler = Callable[[restate.Context, BookingRef], Awaitable[BookingResult]]
 
 
 @dataclass(frozen=True)
@@ -28,9 +29,9 @@ class BookingService:
     """A Restate service and its handlers, which callers pass to `ctx.service_call`."""
 
     service: restate.Service
-    reserve: Any
-    confirm: Any
-    cancel: Any
+    reserve: BookingHandler
+    confirm: BookingHandler
+    cancel: BookingHandler
 
 
 def booking_service(

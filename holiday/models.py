@@ -40,6 +40,21 @@ def _as_utc(value: datetime) -> datetime:
 Time = Annotated[datetime, StrictInput(), AfterValidator(_as_utc)]
 
 
+class RowStatus(StrEnum):
+    """A table row's status: what the services write, and what `holiday audit` judges them by."""
+
+    PENDING = "pending"  # a booking held, not yet confirmed
+    CONFIRMED = "confirmed"
+    CANCELLED = "cancelled"  # also the tombstone of a booking cancelled before it was written
+    CHARGED = "charged"
+    REFUNDED = "refunded"  # also the tombstone of a payment refunded before it was charged
+
+    @property
+    def live(self) -> bool:
+        """Whether the row still holds something: a booking or money."""
+        return self in (RowStatus.PENDING, RowStatus.CONFIRMED, RowStatus.CHARGED)
+
+
 class RunType(StrEnum):
     """The failures a caller can inject, named as in the TypeScript original."""
 
@@ -201,7 +216,7 @@ class BookingResult(Strict):
 
     trip_id: str
     booking_id: str
-    status: str
+    status: RowStatus
 
 
 class TripOutcome(BaseModel):

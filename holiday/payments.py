@@ -12,10 +12,10 @@ import restate
 from holiday.config import settings
 from holiday.durability import RETRY_POLICY, replay_safe_logger, stored
 from holiday.faults import fail_if
-from holiday.models import BookingRef, BookingResult, PaymentRequest, RunType
+from holiday.models import BookingRef, BookingResult, PaymentRequest, RowStatus, RunType
 from holiday.storage import Ledger, ledger
 
-CHARGED, REFUNDED = "charged", "refunded"
+CHARGED, REFUNDED = RowStatus.CHARGED, RowStatus.REFUNDED
 
 service = restate.Service(
     "payments",

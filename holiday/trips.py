@@ -16,11 +16,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TypeVar
 
 import restate
-from pydantic import ValidationError
 from restate import TerminalError
 from restate.serde import BytesSerde
 
@@ -30,8 +28,8 @@ from holiday.durability import RETRY_POLICY, pydantic_serde, replay_safe_logger
 from holiday.faults import fail_if
 from holiday.flights import flights
 from holiday.models import (
-    BadRequest,
     BookingRef,
+    BookingResult,
     CarReservation,
     FlightReservation,
     PaymentRequest,
@@ -40,15 +38,17 @@ from holiday.models import (
     TripOutcome,
     TripPlan,
     TripRecord,
-    TripRequest,
-    describe,
 )
 from holiday.notify import Announcement, notifier
 from holiday.payments import process, refund
+from holiday.planning import parse_request, plan_trip
 from holiday.saga import Compensation, Saga, Step
 
 FAILED_TRIP_STATUS = 409
 RECORD = "trip"
+R = TypeVar("R", bound=BookingRef)  # what a flights, cars or payments handler takes
+# A service handler as `ctx.service_call` takes it: mypy checks each step's argument against it.
+Handler = Callable[[restate.Context, R], Awaitable[BookingResult]]
 _record_serde = pydantic_serde(TripRecord)
 
 log = replay_safe_logger("holiday.trips")
@@ -68,55 +68,8 @@ trip = restate.VirtualObject(
 @trips.handler(input_serde=BytesSerde())
 async def reserve(ctx: restate.Context, body: bytes | None) -> TripOutcome:
     """Validate the request, then run (or rejoin) the trip's saga and return its outcome."""
-    plan = await _plan(ctx, parse_request(body))
+    plan = await plan_trip(ctx, parse_request(body))
     return await ctx.object_call(run, key=plan.trip_id, arg=plan)
-
-
-def parse_request(body: bytes | None) -> TripRequest:
-    """The request, or a terminal 4xx naming what is wrong with it (never retried)."""
-    try:
-        return TripRequest.parse(body)
-    except BadRequest as bad:
-        raise TerminalError(str(bad), status_code=bad.status) from None
-
-
-async def _plan(ctx: restate.Context, request: TripRequest) -> TripPlan:
-    """Fill in what the caller left out; ids and clock come from Restate, so a retry sees the same."""
-    trip_id = request.trip_id or str(ctx.uuid())
-    now = None
-    if request.depart_at is None and request.arrive_at is None:
-        now = datetime.fromtimestamp(await ctx.time(), UTC)
-    try:
-        times = _default_times(request, now)
-    except OverflowError:
-        raise TerminalError(
-            "trip dates out of range: a date filled in by default (3 hours of flight, 7 days of rental) "
-            "would fall outside the years 1 to 9999",
-            status_code=400,
-        ) from None
-    try:
-        return TripPlan(
-            **request.model_dump(exclude={"trip_id", "depart_at", "arrive_at", "rental_from", "rental_to"}),
-            trip_id=trip_id,
-            **times,
-        )
-    except ValidationError as err:
-        raise TerminalError(describe(err), status_code=400) from None
-
-
-def _default_times(request: TripRequest, now: datetime | None) -> dict[str, datetime]:
-    """Departure in 14 days at 09:00 UTC, a 3-hour flight, a 7-day rental from arrival."""
-    depart_at, arrive_at = request.depart_at, request.arrive_at
-    if depart_at is None:
-        if arrive_at is not None:
-            depart_at = arrive_at - timedelta(hours=3)
-        else:
-            assert now is not None
-            depart_at = now.replace(hour=9, minute=0, second=0, microsecond=0) + timedelta(days=14)
-    arrive_at = arrive_at or depart_at + timedelta(hours=3)
-    rental_from = request.rental_from or arrive_at
-    rental_to = request.rental_to or rental_from + timedelta(days=7)
-    return {"depart_at": depart_at, "arrive_at": arrive_at, "rental_from": rental_from, "rental_to": rental_to}
 
 
 class TripRecorder:
@@ -164,7 +117,7 @@ async def run(ctx: restate.ObjectContext, plan: TripPlan) -> TripOutcome:
     car = BookingRef(trip_id=plan.trip_id, booking_id=str(ctx.uuid()), run_type=plan.run_type)
     payment = BookingRef(trip_id=plan.trip_id, booking_id=str(ctx.uuid()), run_type=plan.run_type)
 
-    def call(handler: Any, arg: BookingRef) -> Callable[[], Awaitable[object]]:
+    def call(handler: Handler[R], arg: R) -> Callable[[], Awaitable[object]]:
         return lambda: ctx.service_call(handler, arg=arg)
 
     try:

@@ -9,18 +9,17 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
 
-from holiday.devstack import LocalStack, Mode, Ports
-from holiday.faultproxy import FaultProxy
-from holiday.packaging import AssetReport, build
-from tests.support import Inbox
+from holiday_tools.audit import audit, format_report
+from holiday_tools.devstack import LocalStack, Mode, Ports
+from holiday_tools.faultproxy import FaultProxy
+from holiday_tools.packaging import AssetReport, build
+from tests.support import PROJECT_DIR, Admin, Inbox
 from tests.synth import MODES, Templates, synth
-
-PROJECT_DIR = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session", params=["http", "lambda"])
@@ -52,7 +51,27 @@ def stack(
     )
     local.start()
     yield local
-    local.stop()
+    try:
+        # Once the mode's tests are done: every trip they booked is fully booked or fully undone.
+        report = audit(local.ledgers(), threshold_s=0, admin_url=local.admin_url)
+        assert report.ok, format_report(report, threshold_s=0)
+        assert report.trips > 0
+    finally:
+        local.stop()
+
+
+@pytest.fixture
+def admin(stack: LocalStack) -> Iterator[Admin]:
+    admin = Admin(stack)
+    yield admin
+    admin.client.close()
+
+
+@pytest.fixture
+def background() -> Iterator[ThreadPoolExecutor]:
+    """One thread for a request that a test lets run while it does something else."""
+    with ThreadPoolExecutor(1) as pool:
+        yield pool
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,9 @@
-"""What the end-to-end tests use to look at the stack as a user would.
+"""What the tests share: how they look at the stack as a user would, and what they expect to see.
 
 - `Inbox`: an SQS queue subscribed to the trips topic, read per trip.
-- `rows` / `statuses`: the table rows of one trip.
+- `rows` / `statuses`: the table rows of one trip; `BOOKED`, `NO_LIVE_ROWS`: what they should be.
+- `Admin`: the parts of Restate's admin API an operator uses.
+- `event` / `FakeContext`: the registration handler's events and context, as CloudFormation sends them.
 """
 
 from __future__ import annotations
@@ -9,15 +11,24 @@ from __future__ import annotations
 import json
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, TypeVar
 
+import httpx
 from boto3.dynamodb.types import TypeDeserializer
 
-from holiday.devstack import LocalStack
+from holiday.models import RowStatus
+from holiday_tools.devstack import LOCAL_ACCOUNT, LocalStack
 
 T = TypeVar("T")
+PROJECT_DIR = Path(__file__).resolve().parents[1]
 TABLES = ("flights", "cars", "payments")
+# Each table's row statuses for one trip (see `statuses`): fully booked, and fully undone.
+BOOKED = {"flights": [RowStatus.CONFIRMED], "cars": [RowStatus.CONFIRMED], "payments": [RowStatus.CHARGED]}
+NO_LIVE_ROWS = {"flights": [RowStatus.CANCELLED], "cars": [RowStatus.CANCELLED], "payments": [RowStatus.REFUNDED]}
+# The compensations of a trip that fails after the payment, in the order they run.
+ALL_UNDONE = ["refund payment", "cancel car", "cancel flight"]
 _deserialize = TypeDeserializer().deserialize
 
 
@@ -90,3 +101,76 @@ def statuses(stack: LocalStack, trip_id: str) -> dict[str, list[str]]:
 
 def row_count(stack: LocalStack) -> int:
     return sum(len(rows(stack, t)) for t in TABLES)
+
+
+class Admin:
+    """The parts of Restate's admin API an operator uses to look at, and stop, a trip."""
+
+    def __init__(self, stack: LocalStack) -> None:
+        self.client = httpx.Client(base_url=stack.admin_url, timeout=10)
+
+    def query(self, sql: str) -> list[dict[str, Any]]:
+        response = self.client.post("/query", json={"query": sql}, headers={"accept": "application/json"})
+        response.raise_for_status()
+        return response.json()["rows"]  # type: ignore[no-any-return]
+
+    def run_of(self, trip_id: str) -> dict[str, Any]:
+        """The trip's saga invocation (`trip/<id>/run`); trip ids are `[A-Za-z0-9_-]`, safe to quote."""
+        [run] = poll(
+            lambda: self.query(
+                "SELECT id, status, retry_count, last_failure FROM sys_invocation WHERE target_service_name = 'trip' "
+                f"AND target_service_key = '{trip_id}' AND target_handler_name = 'run'"
+            ),
+            lambda found: len(found) == 1,
+            f"the run invocation of trip {trip_id}",
+        )
+        return run
+
+    def called_by(self, invocation_id: str, target: str) -> list[dict[str, Any]]:
+        """The invocations of `target` ("cars/cancel") that `invocation_id` made."""
+        return self.query(
+            "SELECT id, target, status, retry_count, last_failure, completion_result FROM sys_invocation "
+            f"WHERE invoked_by_id = '{invocation_id}' AND target = '{target}'"
+        )
+
+    def cancel(self, invocation_id: str) -> httpx.Response:
+        return self.client.patch(f"/invocations/{invocation_id}/cancel")
+
+
+# --- the registration handler's side of CloudFormation ---------------------------------------
+
+ROLE = f"arn:aws:iam::{LOCAL_ACCOUNT}:role/holiday-restate-invoker"
+
+
+class FakeContext:
+    """A Lambda context whose remaining time runs down like the real one."""
+
+    def __init__(self, seconds: float = 300.0) -> None:
+        self.end = time.monotonic() + seconds
+
+    def get_remaining_time_in_millis(self) -> int:
+        return int((self.end - time.monotonic()) * 1000)
+
+
+def event(
+    request_type: str,
+    admin_url: str,
+    function_arn: str,
+    physical_id: str | None = None,
+    *,
+    old_props: Mapping[str, str] | None = None,
+    **props: str,
+) -> Any:
+    """A Provider framework event, with the properties CloudFormation would pass.
+
+    An Update's OldResourceProperties are its ResourceProperties with `old_props` in place:
+    a rollback is an Update to the earlier properties, with the newer ones as `old_props`.
+    """
+    properties = {"ServiceToken": "arn:aws:lambda:us-east-1:123456789012:function:provider", "AdminUrl": admin_url}
+    properties |= {"FunctionArn": function_arn, "InvokerRoleArn": ROLE, **props}
+    body: dict[str, Any] = {"RequestType": request_type, "ResourceProperties": properties}
+    if physical_id is not None:
+        body["PhysicalResourceId"] = physical_id
+    if request_type == "Update":
+        body["OldResourceProperties"] = {**properties, **(old_props or {})}
+    return body

@@ -15,8 +15,8 @@ from aws_cdk import App
 from aws_cdk.assertions import Template
 
 from app import build_app
+from tests.support import PROJECT_DIR
 
-PROJECT_DIR = Path(__file__).resolve().parents[1]
 SECRET = "arn:aws:secretsmanager:us-east-1:111122223333:secret:/restate/env_abc123/auth-token-AbCdEf"
 CERTIFICATE = "arn:aws:acm:us-east-1:111122223333:certificate/0c6e2d3a"
 DOMAIN = "holiday.example.com"

@@ -1,7 +1,8 @@
 """One AWS Lambda function per service; each module's `app` is that function's handler.
 
 `FUNCTIONS` maps a function's short name to its handler, for the local Lambda
-runtime, the packaging command and the CDK app. Nothing here imports the
+runtime, the packaging command and the CDK app, which also read `MEMORY_MB` and
+`LAMBDA_PYTHON` here, so `infra/` never imports a build tool. Nothing here imports the
 services: a function's container imports only its own module.
 """
 
@@ -16,6 +17,9 @@ logging.getLogger("holiday").setLevel(logging.INFO)
 # restate-sdk, pydantic and botocore (about 0.45 s on one full core, see `make package`);
 # 1024 MB gives about 0.6 of a vCPU, so a cold start stays under a second.
 MEMORY_MB = 1024
+# The Lambda Python runtime the functions run on (the newest; restate-sdk and pydantic ship arm64
+# wheels for it), for the CDK app and for the packaging that builds the assets.
+LAMBDA_PYTHON = "3.14"
 
 FUNCTIONS: dict[str, str] = {
     "trips": "holiday.functions.trips.app",

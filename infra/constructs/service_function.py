@@ -10,8 +10,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from holiday.functions import FUNCTIONS, MEMORY_MB
-from holiday.packaging import LAMBDA_PYTHON
+from holiday.functions import FUNCTIONS, LAMBDA_PYTHON, MEMORY_MB
 from infra.nag import REDUNDANT_ROLE_DEPENDENCY, acknowledge, acknowledge_lint, arn_finding
 
 # CDK's own constant for the runtime the assets are built for (an AttributeError names a version CDK lacks).

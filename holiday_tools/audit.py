@@ -1,0 +1,177 @@
+"""`holiday audit`: check the tables against the saga's promises.
+
+For every trip, looking at its rows in the flights, cars and payments tables:
+
+- no duplicates: at most one row per table (one booking, one charge);
+- all or nothing: a settled trip is either fully booked (flight confirmed, car
+  confirmed, payment charged) or fully undone (no row pending, confirmed or
+  charged: only cancelled and refunded rows, or none);
+- nothing hangs: no booking stays `pending` longer than the threshold.
+
+A trip that is neither booked nor undone and whose newest row changed within
+the threshold is still in flight: only the duplicate rule applies to it yet.
+The audit also lists the invocations Restate holds as backing-off or paused,
+the ones still retrying a failure.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import httpx
+
+from holiday.models import RowStatus
+from holiday.storage import DynamoLedger
+
+# The statuses are the ones the services write (holiday.models.RowStatus), so these rules cannot drift.
+BOOKED = {"flights": [RowStatus.CONFIRMED], "cars": [RowStatus.CONFIRMED], "payments": [RowStatus.CHARGED]}
+KNOWN = {status.value for status in RowStatus}
+TABLE_KEYS = ("flights", "cars", "payments")
+
+
+@dataclass(frozen=True)
+class Violation:
+    trip_id: str
+    rule: str
+    detail: str
+
+
+@dataclass
+class AuditReport:
+    trips: int = 0
+    booked: int = 0
+    undone: int = 0
+    in_flight: int = 0
+    violations: list[Violation] = field(default_factory=list)
+    stuck_invocations: list[dict[str, Any]] = field(default_factory=list)
+    admin_error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+
+def scan(ledgers: Mapping[str, DynamoLedger]) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    """Every row of every table, grouped by trip, then by table ("flights", "cars", "payments")."""
+    trips: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: {k: [] for k in TABLE_KEYS})
+    for key, ledger in ledgers.items():
+        for row in ledger.scan():
+            trips[row["pk"]][key].append(row)
+    return dict(trips)
+
+
+def check(
+    trips: Mapping[str, Mapping[str, list[dict[str, Any]]]], threshold_s: float, now: float | None = None
+) -> AuditReport:
+    """Apply the rules of the module docstring to the scanned rows."""
+    now = time.time() if now is None else now
+    report = AuditReport(trips=len(trips))
+    for trip_id, tables in sorted(trips.items()):
+        problems = _problems(trip_id, tables, threshold_s, now)
+        report.violations += problems
+        statuses = {k: sorted(str(r.get("transaction_status")) for r in rows) for k, rows in tables.items()}
+        newest = max((float(r.get("updated_at", 0)) for rows in tables.values() for r in rows), default=0.0)
+        # Booked or undone is where every saga ends, so such a trip is judged at once; only a
+        # trip in between is given the threshold's time to get there.
+        if statuses == BOOKED:
+            report.booked += 1
+        elif not any(s in KNOWN and RowStatus(s).live for rows in statuses.values() for s in rows):
+            report.undone += 1
+        elif now - newest < threshold_s:
+            report.in_flight += 1
+        elif not problems:
+            report.violations.append(
+                Violation(trip_id, "all or nothing", f"neither booked nor undone: {_describe(statuses)}")
+            )
+    return report
+
+
+def _problems(
+    trip_id: str, tables: Mapping[str, list[dict[str, Any]]], threshold_s: float, now: float
+) -> list[Violation]:
+    found = []
+    for key, rows in tables.items():
+        if len(rows) > 1:
+            found.append(Violation(trip_id, "no duplicates", f"{len(rows)} rows in {key}: {_ids(rows)}"))
+        for row in rows:
+            status = row.get("transaction_status")
+            if status not in KNOWN:
+                found.append(Violation(trip_id, "known status", f"{key} row {row['sk']} has status {status!r}"))
+            age = now - float(row.get("updated_at", Decimal(0)))
+            if status == RowStatus.PENDING and age >= threshold_s:
+                found.append(Violation(trip_id, "nothing hangs", f"{key} row {row['sk']} pending for {age:.0f}s"))
+    return found
+
+
+def _ids(rows: list[dict[str, Any]]) -> str:
+    return ", ".join(f"{r['sk']} ({r.get('transaction_status')})" for r in rows)
+
+
+def _describe(statuses: Mapping[str, list[str]]) -> str:
+    return " ".join(f"{k}={'+'.join(v) or '-'}" for k, v in statuses.items())
+
+
+def stuck_invocations(admin_url: str, token: str | None = None) -> list[dict[str, Any]]:
+    """Invocations Restate is still retrying or has paused, from its admin API.
+
+    A retried invocation alternates between `backing-off` (waiting) and `running`
+    (the next attempt): one that is running again after a failure counts too.
+    """
+    query = (
+        "SELECT id, target, status, retry_count, last_failure, created_at FROM sys_invocation "
+        "WHERE status IN ('backing-off', 'paused') OR (status = 'running' AND last_failure IS NOT NULL) "
+        "ORDER BY created_at"
+    )
+    headers = {"accept": "application/json"}
+    if token:
+        headers["authorization"] = f"Bearer {token}"
+    response = httpx.post(f"{admin_url}/query", json={"query": query}, headers=headers, timeout=30)
+    response.raise_for_status()
+    rows: list[dict[str, Any]] = response.json()["rows"]
+    return rows
+
+
+def audit(
+    ledgers: Mapping[str, DynamoLedger],
+    threshold_s: float,
+    admin_url: str | None,
+    token: str | None = None,
+) -> AuditReport:
+    """Scan, check, and (if an admin URL is given) list the invocations still retrying."""
+    report = check(scan(ledgers), threshold_s)
+    if admin_url:
+        try:
+            report.stuck_invocations = stuck_invocations(admin_url, token)
+        except httpx.HTTPError as err:
+            report.admin_error = f"could not query Restate's admin API at {admin_url}: {err}"
+    return report
+
+
+def format_report(report: AuditReport, threshold_s: float) -> str:
+    lines = [
+        f"{report.trips} trips: {report.booked} booked, {report.undone} undone, "
+        f"{report.in_flight} in flight (changed in the last {threshold_s:.0f}s)"
+    ]
+    if report.violations:
+        lines.append(f"{len(report.violations)} invariant violations:")
+        lines += [f"  trip {v.trip_id}: [{v.rule}] {v.detail}" for v in report.violations]
+    else:
+        lines.append("no invariant violations")
+    if report.admin_error:
+        lines.append(report.admin_error)
+    elif report.stuck_invocations:
+        lines.append(f"{len(report.stuck_invocations)} invocations still retrying or paused:")
+        for inv in report.stuck_invocations:
+            failure = str(inv.get("last_failure") or "")[:160]
+            lines.append(
+                f"  {inv.get('id')} {inv.get('target')} {inv.get('status')} "
+                f"(retries: {inv.get('retry_count')}) {failure}"
+            )
+    else:
+        lines.append("no invocations retrying or paused")
+    return "\n".join(lines)

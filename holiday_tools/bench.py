@@ -1,0 +1,290 @@
+"""`holiday bench`: how fast is a trip, how many trips per second, and what do they cost on Lambda.
+
+Reservations go to an ingress at a chosen count and concurrency, with a chosen
+mix of `run_type`s. Every answer is checked: a fast wrong answer counts as an
+error, not as throughput. With `--baseline`, the same load first goes to the
+null saga (`holiday_tools/nullsaga.py`): the saga's call graph through Restate,
+doing no storage and no notification. The figures then come with their ratio
+to what Restate itself allows on that machine at that moment.
+
+Run against a stack it starts itself (the default), the bench also reports
+the CPU seconds each process of the stack used, and in lambda mode the
+Lambda invocations and GB-seconds per 1,000 trips.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+import httpx
+
+from holiday.functions import MEMORY_MB
+from holiday.models import RunType
+from holiday_tools.chaos import judge
+from holiday_tools.devstack import LocalStack, Mode, Ports
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+NULL_LABEL = "null saga"
+
+
+@dataclass
+class BenchResult:
+    label: str
+    count: int
+    concurrency: int
+    seconds: float
+    latencies_ms: list[float]
+    outcomes: Counter[str]
+    cpu_seconds: dict[str, float] = field(default_factory=dict)
+    lambda_stats: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def throughput(self) -> float:
+        return self.count / self.seconds if self.seconds else 0.0
+
+    def percentile(self, p: float) -> float:
+        ordered = sorted(self.latencies_ms)
+        return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] if ordered else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "count": self.count,
+            "concurrency": self.concurrency,
+            "seconds": round(self.seconds, 3),
+            "throughput_per_s": round(self.throughput, 2),
+            "latency_ms": {
+                "p50": round(self.percentile(50), 2),
+                "p90": round(self.percentile(90), 2),
+                "p99": round(self.percentile(99), 2),
+                "max": round(max(self.latencies_ms, default=0.0), 2),
+                "mean": round(statistics.fmean(self.latencies_ms), 2) if self.latencies_ms else 0.0,
+            },
+            "outcomes": dict(self.outcomes),
+            "cpu_seconds": {k: round(v, 2) for k, v in self.cpu_seconds.items()},
+            "lambda": self.lambda_stats,
+        }
+
+
+def parse_mix(spec: str) -> list[RunType | None]:
+    """`clean=8,failPayment=1` -> a list to draw run_types from, in those proportions."""
+    mix: list[RunType | None] = []
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        name, _, weight = part.partition("=")
+        run_type = None if name == "clean" else RunType(name)
+        mix += [run_type] * int(weight or 1)
+    if not mix:
+        raise ValueError(f"empty mix {spec!r}")
+    return mix
+
+
+def run_load(
+    ingress: str,
+    path: str,
+    count: int,
+    concurrency: int,
+    mix: list[RunType | None],
+    label: str,
+    on_done: Callable[[], None] = lambda: None,
+) -> BenchResult:
+    """Send `count` reservations, `concurrency` at a time; time and check every answer."""
+    tag = uuid.uuid4().hex[:6]
+    plan = [(f"bench-{tag}-{i}", mix[i % len(mix)]) for i in range(count)]
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+
+    with httpx.Client(base_url=ingress, timeout=120, limits=limits) as client:
+
+        def one(item: tuple[str, RunType | None]) -> tuple[float, str]:
+            trip_id, run_type = item
+            body = {"trip_id": trip_id, "run_type": run_type.value if run_type else None}
+            started = time.perf_counter()
+            try:
+                answer: httpx.Response | str = client.post(path, json=body)
+            except httpx.HTTPError as err:
+                answer = f"{type(err).__name__}: {err}"
+            elapsed = (time.perf_counter() - started) * 1000
+            on_done()
+            if judge(trip_id, run_type, answer) is not None:
+                return elapsed, "unexpected error"
+            return elapsed, "success" if run_type is None else "expected failure"
+
+        started = time.perf_counter()
+        with ThreadPoolExecutor(concurrency) as pool:
+            done = list(pool.map(one, plan))
+        seconds = time.perf_counter() - started
+    return BenchResult(label, count, concurrency, seconds, [d[0] for d in done], Counter(d[1] for d in done))
+
+
+def cpu_seconds(pids: Iterable[int]) -> float:
+    """User + system CPU of these processes and all their descendants, from /proc."""
+    total = 0.0
+    seen: set[int] = set()
+    todo = list(pids)
+    while todo:
+        pid = todo.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+            with open(f"/proc/{pid}/task/{pid}/children") as children:
+                todo += [int(c) for c in children.read().split()]
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
+
+
+def lambda_cost(
+    stats_before: dict[str, Any], stats_after: dict[str, Any], trips: int, memory_mb: int
+) -> dict[str, Any]:
+    """Invocations and GB-seconds per 1,000 trips, per function and in all, from the local runtime's counts."""
+    per_function = {}
+    for name, after in stats_after.items():
+        before = stats_before.get(name, {"invocations": 0, "billed_ms": 0.0})
+        invocations = after["invocations"] - before["invocations"]
+        billed_ms = after["billed_ms"] - before["billed_ms"]
+        per_function[name] = {
+            "invocations_per_1000_trips": round(invocations / trips * 1000, 1),
+            "gb_seconds_per_1000_trips": round(billed_ms / 1000 * memory_mb / 1024 / trips * 1000, 2),
+        }
+    return {
+        "memory_mb": memory_mb,
+        "functions": per_function,
+        "invocations_per_1000_trips": round(sum(f["invocations_per_1000_trips"] for f in per_function.values()), 1),
+        "gb_seconds_per_1000_trips": round(sum(f["gb_seconds_per_1000_trips"] for f in per_function.values()), 2),
+    }
+
+
+def ratio_to_null(result: BenchResult, results: list[BenchResult]) -> dict[str, float] | None:
+    """Throughput and p50 of `result` over those of the null saga run at the same concurrency."""
+    null = next((r for r in results if r.label == NULL_LABEL and r.concurrency == result.concurrency), None)
+    if null is None or result is null or not null.throughput or not null.percentile(50):
+        return None
+    return {
+        "throughput": round(result.throughput / null.throughput, 2),
+        "p50_latency": round(result.percentile(50) / null.percentile(50), 2),
+    }
+
+
+def format_results(results: list[BenchResult]) -> str:
+    lines = [
+        f"{'run':<22} {'trips':>6} {'conc':>5} {'trips/s':>8} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} "
+        f"{'max ms':>8}  outcomes"
+    ]
+    for r in results:
+        outcomes = ", ".join(f"{k} {v}" for k, v in sorted(r.outcomes.items()))
+        lines.append(
+            f"{r.label:<22} {r.count:>6} {r.concurrency:>5} {r.throughput:>8.1f} {r.percentile(50):>8.1f} "
+            f"{r.percentile(90):>8.1f} {r.percentile(99):>8.1f} {max(r.latencies_ms, default=0):>8.1f}  {outcomes}"
+        )
+    for r in results:
+        ratio = ratio_to_null(r, results)
+        if ratio:
+            lines.append(
+                f"ratio to the null saga ({r.label}, {r.concurrency} at once): throughput {ratio['throughput']:.2f}x, "
+                f"p50 latency {ratio['p50_latency']:.2f}x"
+            )
+    for r in results:
+        if r.cpu_seconds:
+            cpu = ", ".join(f"{k} {v:.1f}" for k, v in r.cpu_seconds.items())
+            per_trip = sum(r.cpu_seconds.values()) / r.count * 1000
+            lines.append(f"CPU seconds ({r.label}, {r.concurrency} at once): {cpu}  (per trip: {per_trip:.1f} ms)")
+        if r.lambda_stats:
+            cost = r.lambda_stats
+            lines.append(
+                f"Lambda per 1,000 trips ({r.label}, {r.concurrency} at once, {cost['memory_mb']} MB): "
+                f"{cost['invocations_per_1000_trips']:.0f} invocations, {cost['gb_seconds_per_1000_trips']:.1f} GB-s"
+            )
+    return "\n".join(lines)
+
+
+def run_bench_command(
+    count: int,
+    concurrencies: list[int],
+    mix_spec: str,
+    baseline: bool,
+    mode: Mode,
+    ingress: str | None,
+    warmup: int,
+    as_json: bool,
+    project_dir: Path,
+) -> str:
+    """What `holiday bench` does: start a stack unless given an ingress, warm up, measure, report.
+
+    At each concurrency the null saga (with `baseline`) and then the saga run
+    on the same stack, one after the other, so each ratio compares like with like.
+    """
+    mix = parse_mix(mix_spec)
+    if not concurrencies or min(concurrencies) < 1:
+        raise ValueError("concurrency must be 1 or more")
+    stack = None
+    if ingress is None:
+        stack = LocalStack(project_dir, Path(tempfile.mkdtemp(prefix="holiday-bench-")), Ports.free(), mode=mode)
+        stack.start()
+        ingress = stack.ingress_url
+    results: list[BenchResult] = []
+    try:
+        if warmup:
+            run_load(ingress, "/trips/reserve", warmup, min(max(concurrencies), warmup), mix, "warm-up")
+            if baseline:
+                run_load(ingress, "/nulltrips/reserve", warmup, min(max(concurrencies), warmup), [None], "warm-up")
+        for concurrency in concurrencies:
+            measure = _Measure(ingress, stack, count, concurrency)
+            if baseline:
+                results.append(measure.run("/nulltrips/reserve", [None], NULL_LABEL))
+            results.append(measure.run("/trips/reserve", mix, f"holiday ({mode})"))
+    finally:
+        if stack is not None:
+            stack.stop()
+            shutil.rmtree(stack.data_dir, ignore_errors=True)
+    if as_json:
+        runs = [{**r.as_dict(), "ratio_to_null_saga": ratio_to_null(r, results)} for r in results]
+        return json.dumps({"mode": mode, "runs": runs}, indent=2)
+    return format_results(results)
+
+
+class _Measure:
+    """One measured run, with the stack's CPU and Lambda counts taken around it."""
+
+    def __init__(self, ingress: str, stack: LocalStack | None, count: int, concurrency: int) -> None:
+        self.ingress, self.stack, self.count, self.concurrency = ingress, stack, count, concurrency
+
+    def run(self, path: str, mix: list[RunType | None], label: str) -> BenchResult:
+        pids = {n: p.popen.pid for n, p in (self.stack.processes.items() if self.stack else []) if p.popen}
+        cpu_before = {n: cpu_seconds([pid]) for n, pid in pids.items()}
+        stats_before = self._lambda_stats()
+        with click.progressbar(length=self.count, label=label, file=sys.stderr) as bar:
+            lock = threading.Lock()
+
+            def tick() -> None:
+                with lock:
+                    bar.update(1)
+
+            result = run_load(self.ingress, path, self.count, self.concurrency, mix, label, tick)
+        result.cpu_seconds = {n: cpu_seconds([pid]) - cpu_before[n] for n, pid in pids.items()}
+        stats_after = self._lambda_stats()
+        if stats_after:
+            result.lambda_stats = lambda_cost(stats_before, stats_after, self.count, MEMORY_MB)
+        return result
+
+    def _lambda_stats(self) -> dict[str, Any]:
+        if self.stack is None or self.stack.mode != "lambda":
+            return {}
+        stats: dict[str, Any] = httpx.get(f"{self.stack.services_url}/local/stats", timeout=10).json()
+        return stats

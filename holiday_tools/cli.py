@@ -1,0 +1,366 @@
+"""`holiday`: run the local stack, book trips and look them up from a terminal."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn
+from urllib.parse import urlsplit
+
+import click
+import httpx
+from botocore.exceptions import BotoCoreError, ClientError
+
+from holiday.config import Settings
+from holiday.models import RunType
+from holiday.storage import DynamoLedger
+from holiday_tools.devstack import LocalStack, Mode, Ports, StackError
+
+DEFAULT_INGRESS = "http://127.0.0.1:8080"
+LOCAL_AWS = "http://127.0.0.1:4566"
+ingress_option = click.option(
+    "--ingress",
+    envvar="HOLIDAY_INGRESS",
+    default=DEFAULT_INGRESS,
+    show_default=True,
+    help="Restate ingress URL (env HOLIDAY_INGRESS).",
+)
+
+
+@click.group()
+def main() -> None:
+    """A durable holiday-booking saga on Restate."""
+
+
+def _port_option(name: str, default: int, what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    return click.option(
+        f"--{name}-port",
+        envvar=f"HOLIDAY_{name.upper()}_PORT",
+        default=default,
+        show_default=True,
+        help=f"{what} (env HOLIDAY_{name.upper()}_PORT).",
+    )
+
+
+@main.command()
+@_port_option("ingress", 8080, "Restate ingress port")
+@_port_option("admin", 9070, "Restate admin port")
+@_port_option("aws", 4566, "Local AWS stand-in (moto) port")
+@_port_option("services", 9080, "Port the four services listen on")
+@_port_option("fabric", 5122, "Restate's internal node-to-node port")
+@_port_option("functions", 9090, "Local Lambda runtime port (lambda mode)")
+@click.option(
+    "--mode",
+    envvar="HOLIDAY_MODE",
+    type=click.Choice(["http", "lambda"]),
+    default="http",
+    show_default=True,
+    help="http: the services in one HTTP/2 server. lambda: each service a Lambda function, "
+    "invoked by Restate through the Lambda API of a local runtime (env HOLIDAY_MODE).",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    default=Path(".holiday"),
+    show_default=True,
+    help="Restate's data and the logs; wiped at each start, since moto keeps its tables in memory.",
+)
+def dev(
+    ingress_port: int,
+    admin_port: int,
+    aws_port: int,
+    services_port: int,
+    fabric_port: int,
+    functions_port: int,
+    mode: Mode,
+    data_dir: Path,
+) -> None:
+    """Run the whole stack on 127.0.0.1 until Ctrl-C: moto, restate-server and the services."""
+    ports = Ports(aws_port, ingress_port, admin_port, services_port, fabric_port, functions_port)
+    stack = LocalStack(Path.cwd(), data_dir.resolve(), ports, services_log_to_terminal=True, mode=mode)
+    signal.signal(signal.SIGINT, _interrupt)  # even when started with SIGINT ignored (e.g. from `&`)
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        click.echo(f"Starting moto, restate-server and the services ({mode} mode) ...")
+        stack.start()
+        click.echo(_banner(stack))
+        while not (dead := stack.dead()):
+            time.sleep(0.5)
+        _fail(f"{', '.join(dead)} stopped unexpectedly; see {stack.log_dir}")
+    except StackError as err:
+        _fail(str(err))
+    except KeyboardInterrupt:
+        click.echo("\nStopping ...")
+    finally:
+        stack.stop()
+
+
+def _interrupt(*_: object) -> NoReturn:
+    """Ctrl-C and SIGTERM both stop the stack cleanly."""
+    raise KeyboardInterrupt
+
+
+def _banner(stack: LocalStack) -> str:
+    i = stack.ingress_url
+    services_note = "  (local Lambda runtime: GET /local/stats)" if stack.mode == "lambda" else ""
+    return f"""
+The holiday stack is up (everything on 127.0.0.1), {stack.mode} mode:
+  ingress   {i}
+  admin     {stack.admin_url}
+  AWS       {stack.aws_url}  (moto: tables {stack.settings.flights_table}, {stack.settings.cars_table}, \
+{stack.settings.payments_table}; topic {stack.settings.topic_arn})
+  services  {stack.services_url}{services_note}
+  logs      {stack.log_dir} (restate.log, moto.log); the services log below
+
+Try:
+  curl {i}/trips/reserve --json '{{}}'
+  curl {i}/trips/reserve --json '{{"request": {{"run_type": "failPayment"}}}}'
+  curl {i}/trips/reserve --json '{{"trip_id": "foo"}}'
+  curl {i}/trip/foo/status
+  holiday reserve --run-type failNotification
+
+Ctrl-C stops everything.
+"""
+
+
+@main.command()
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("build/lambda"),
+    show_default=True,
+    help="Where the assets go, one folder per function.",
+)
+def package(out: Path) -> None:
+    """Build the four Lambda assets (arm64, Python 3.14); print sizes and handler import times."""
+    from holiday_tools.packaging import SIZE_BUDGET_MB, build, format_report
+
+    click.echo(f"Building Lambda assets in {out} ...")
+    reports = build(Path.cwd(), out.resolve())
+    click.echo(format_report(reports))
+    if any("size" in r.over_budget for r in reports):
+        _fail(f"an asset is over the {SIZE_BUDGET_MB:.0f} MB budget")
+
+
+@main.command()
+@click.option(
+    "--stack",
+    help="Audit a deployment: read the table names from this CloudFormation stack's outputs "
+    "(e.g. RestateHolidayStack), with your AWS credentials.",
+)
+@click.option(
+    "--aws-endpoint",
+    envvar="AWS_ENDPOINT_URL",
+    help="AWS endpoint of the tables [default: the local stack's, http://127.0.0.1:4566, unless --stack].",
+)
+@click.option(
+    "--admin",
+    envvar="HOLIDAY_ADMIN",
+    default="http://127.0.0.1:9070",
+    show_default=True,
+    help="Restate admin API, to list invocations still retrying; '' to skip (env HOLIDAY_ADMIN).",
+)
+@click.option("--admin-token", envvar="RESTATE_AUTH_TOKEN", help="Bearer token for the admin API (Restate Cloud).")
+@click.option(
+    "--threshold",
+    default=60.0,
+    show_default=True,
+    help="Seconds: a pending row older than this is stuck; a trip changed more recently is in flight.",
+)
+def audit(stack: str | None, aws_endpoint: str | None, admin: str, admin_token: str | None, threshold: float) -> None:
+    """Check every trip in the tables: fully booked or fully undone, no duplicates, nothing stuck."""
+    from holiday_tools.audit import audit as run_audit
+    from holiday_tools.audit import format_report
+
+    ledgers = _audit_ledgers(stack, aws_endpoint)
+    try:
+        report = run_audit(ledgers, threshold, admin or None, admin_token)
+    except (BotoCoreError, ClientError) as err:
+        _fail(f"cannot read the tables: {err}")
+    click.echo(format_report(report, threshold))
+    if not report.ok:
+        raise SystemExit(1)
+
+
+def _audit_ledgers(stack: str | None, endpoint: str | None) -> dict[str, DynamoLedger]:
+    """The three tables: named by the stack's outputs, or by the environment (local defaults)."""
+    import boto3
+
+    settings = Settings.from_env()
+    names = {"flights": settings.flights_table, "cars": settings.cars_table, "payments": settings.payments_table}
+    options: dict[str, Any] = {"region_name": settings.aws_region}
+    if stack is not None:
+        try:
+            described = boto3.client("cloudformation", **options).describe_stacks(StackName=stack)
+        except (BotoCoreError, ClientError) as err:
+            _fail(f"cannot read the outputs of stack {stack}: {err}")
+        outputs = {o["OutputKey"]: o["OutputValue"] for o in described["Stacks"][0].get("Outputs", [])}
+        names = {key: outputs[f"{key}TableName"] for key in names}
+    else:
+        options["endpoint_url"] = endpoint or LOCAL_AWS
+        if _is_loopback(options["endpoint_url"]):
+            options.update(aws_access_key_id="local", aws_secret_access_key="local")
+    client = boto3.client("dynamodb", **options)
+    return {key: DynamoLedger(name, client) for key, name in names.items()}
+
+
+def _is_loopback(url: str) -> bool:
+    return (urlsplit(url).hostname or "") in ("127.0.0.1", "localhost", "::1")
+
+
+@main.command()
+@click.option("--trips", default=200, show_default=True, help="Reservations per scenario.")
+@click.option("--concurrency", default=16, show_default=True, help="Reservations in flight at once.")
+@click.option(
+    "--scenario",
+    "scenarios",
+    multiple=True,
+    type=click.Choice(["services", "restate", "dynamodb"]),
+    help="Which faults to inject (repeatable) [default: all three].",
+)
+@click.option(
+    "--mode",
+    "modes",
+    multiple=True,
+    type=click.Choice(["http", "lambda"]),
+    help="Run the services over HTTP, as Lambda functions, or both (repeatable) [default: both].",
+)
+@click.option("--seed", default=0, show_default=True, help="Seeds the trip mix and the fault timing.")
+def chaos(trips: int, concurrency: int, scenarios: tuple[str, ...], modes: tuple[Mode, ...], seed: int) -> None:
+    """Book trips under load while killing the services, restate-server or DynamoDB; then audit."""
+    from holiday_tools.chaos import SCENARIOS, Profile, run_scenario
+
+    profile = Profile(trips=trips, concurrency=concurrency)
+    click.echo(f"{trips} trips per scenario, {concurrency} at once, half clean, half with an injected failure")
+    results = [
+        run_scenario(scenario, mode, profile, Path.cwd(), seed, log=click.echo)
+        for mode in modes or ("http", "lambda")
+        for scenario in scenarios or SCENARIOS
+    ]
+    total = sum(r.trips for r in results)
+    faults = sum(r.faults for r in results)
+    violations = sum(len(r.report.violations) + len(r.wrong_answers) for r in results)
+    click.echo(f"\nin all: {total} trips, {faults} faults injected, {violations} violations")
+    if not all(r.ok for r in results):
+        _fail("the saga broke a promise under chaos; see above")
+
+
+@main.command()
+@click.option("--count", default=300, show_default=True, help="Reservations per run.")
+@click.option(
+    "--concurrency",
+    default="1,32",
+    show_default=True,
+    help="Reservations in flight at once; a comma-separated list runs each in turn.",
+)
+@click.option("--mix", default="clean=1", show_default=True, help="run_types and weights, e.g. clean=6,failPayment=1.")
+@click.option(
+    "--baseline/--no-baseline",
+    default=True,
+    show_default=True,
+    help="Drive the null saga before the saga at each level.",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(["http", "lambda"]),
+    default="http",
+    show_default=True,
+    help="How the local stack runs the services.",
+)
+@click.option("--ingress", help="Bench this ingress instead of starting a local stack (no CPU or Lambda figures).")
+@click.option("--warmup", default=30, show_default=True, help="Reservations sent first and not counted.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+def bench(
+    count: int, concurrency: str, mix: str, baseline: bool, mode: Mode, ingress: str | None, warmup: int, as_json: bool
+) -> None:
+    """Measure trips/s and latency against the null saga, with CPU per process and Lambda cost."""
+    from holiday_tools.bench import run_bench_command
+
+    try:
+        levels = [int(c) for c in concurrency.split(",") if c.strip()]
+    except ValueError:
+        _fail(f"--concurrency wants whole numbers separated by commas, like 1,32; got {concurrency!r}")
+    try:
+        output = run_bench_command(count, levels, mix, baseline, mode, ingress, warmup, as_json, Path.cwd())
+    except (ValueError, StackError) as err:
+        _fail(str(err))
+    click.echo(output)
+
+
+@main.command()
+@click.option("--trip-id", help="Your own trip id (1-64 of A-Z a-z 0-9 _ -); a new one by default.")
+@click.option("--run-type", type=click.Choice([r.value for r in RunType]), help="Inject this failure.")
+@click.option("--idempotency-key", help="Repeat-safe call: the same key returns the same answer.")
+@ingress_option
+def reserve(trip_id: str | None, run_type: str | None, idempotency_key: str | None, ingress: str) -> None:
+    """Book a trip through the ingress and print the outcome."""
+    body = {k: v for k, v in {"trip_id": trip_id, "run_type": run_type}.items() if v}
+    headers = {"idempotency-key": idempotency_key} if idempotency_key else {}
+    response = _call("POST", f"{ingress}/trips/reserve", json=body, headers=headers)
+    if response.status_code == 200:
+        out = response.json()
+        click.echo(f"Trip {out['trip_id']} is booked.")
+        click.echo(f"  flight booking  {out['flight_booking_id']}")
+        click.echo(f"  car booking     {out['car_booking_id']}")
+        click.echo(f"  payment         {out['payment_id']}")
+        return
+    _fail(f"Trip not booked (HTTP {response.status_code}): {_message(response)}")
+
+
+@main.command()
+@click.argument("trip_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the raw record.")
+@ingress_option
+def trip(trip_id: str, as_json: bool, ingress: str) -> None:
+    """Show a trip: each step with its id and status, the compensations, the outcome."""
+    response = _call("GET", f"{ingress}/trip/{trip_id}/status")
+    if response.status_code != 200:
+        _fail(f"HTTP {response.status_code}: {_message(response)}")
+    record = response.json()
+    if as_json:
+        click.echo(json.dumps(record, indent=2))
+        return
+    click.echo(f"Trip {record['trip_id']}: {record['status']}")
+    if record.get("run_type"):
+        click.echo(f"  injected failure: {record['run_type']}")
+    click.echo("  steps:")
+    for step in record["steps"]:
+        click.echo(_line(step))
+    if record["compensations"]:
+        click.echo("  compensations (in the order run):")
+        for step in record["compensations"]:
+            click.echo(_line(step))
+    if record.get("error"):
+        click.echo(f"  error: {record['error']}")
+
+
+def _line(step: dict[str, Any]) -> str:
+    ident = f"  {step['id']}" if step.get("id") else ""
+    error = f"  ({step['error']})" if step.get("error") else ""
+    return f"    {step['name']:<18} {step['status']:<8}{ident}{error}"
+
+
+def _call(method: str, url: str, **kwargs: Any) -> httpx.Response:
+    try:
+        return httpx.request(method, url, timeout=60, **kwargs)
+    except httpx.HTTPError as err:
+        _fail(f"cannot reach the Restate ingress at {url}: {err}. Is `make dev` running?")
+
+
+def _message(response: httpx.Response) -> str:
+    try:
+        return str(response.json().get("message", response.text))
+    except ValueError:
+        return response.text
+
+
+def _fail(message: str) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()

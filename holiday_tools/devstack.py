@@ -1,0 +1,346 @@
+"""The local stack: moto (the AWS stand-in), restate-server and the services, on loopback.
+
+`holiday dev` runs it for people; the end-to-end tests run the very same
+code with free ports and a temporary folder, so what the tests prove is what
+a user starts.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import boto3
+import httpx
+
+from holiday.config import Settings
+from holiday.functions import FUNCTIONS
+from holiday.storage import DynamoLedger
+from holiday_tools.processes import Process
+
+HOST = "127.0.0.1"
+LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
+
+# restate-server's defaults suit a cluster; one node on one laptop, whose AWS
+# stand-in keeps its state in memory, is better served by these. Each saga
+# step is a log append, so they halve a call's latency here (see the README's
+# performance section). Not for a production node: there the log is
+# replicated and every append is synced to disk.
+RESTATE_LOCAL_TUNING = {
+    # The log in the node's own RocksDB, instead of the replicated loglet
+    # that goes through the log-server role even with one node.
+    "RESTATE_BIFROST__DEFAULT_PROVIDER": "local",
+    # Appends reach the OS at once, so a crash of restate-server loses
+    # nothing; only a crash of the machine could.
+    "RESTATE_BIFROST__LOCAL__ROCKSDB_DISABLE_WAL_FSYNC": "true",
+}
+# The deployed functions, plus the null saga that `holiday bench` compares against.
+LOCAL_FUNCTIONS = {**FUNCTIONS, "nullsaga": "holiday_tools.nullsaga.app"}
+TOPIC_NAME = "holiday-trips"
+LOCAL_ACCOUNT = "123456789012"  # moto's account
+Mode = Literal["http", "lambda"]
+
+
+class StackError(RuntimeError):
+    """Something the user can act on: a busy port, a missing install, a process that died."""
+
+
+@dataclass(frozen=True)
+class Ports:
+    """Every port the stack listens on, all bound to 127.0.0.1."""
+
+    aws: int = 4566
+    ingress: int = 8080
+    admin: int = 9070
+    services: int = 9080
+    fabric: int = 5122
+    functions: int = 9090  # the local Lambda runtime, in lambda mode
+
+    @classmethod
+    def free(cls) -> Ports:
+        """Ports nobody uses right now (for tests, beside a running `holiday dev`)."""
+        socks = [socket.socket() for _ in range(len(fields(cls)))]
+        try:
+            for s in socks:
+                s.bind((HOST, 0))
+            numbers = [s.getsockname()[1] for s in socks]
+        finally:
+            for s in socks:
+                s.close()
+        return cls(*numbers)
+
+    def check_free(self) -> None:
+        """Fail early, naming the port, rather than half-start."""
+        for name, port in vars(self).items():
+            with socket.socket() as s:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    s.bind((HOST, port))
+                except OSError:
+                    raise StackError(
+                        f"port {port} ({name}) is already in use; choose another with --{name}-port"
+                    ) from None
+
+
+def wait_until(check: Callable[[], bool], what: str, timeout: float = 30.0, interval: float = 0.05) -> None:
+    """Poll `check` until it is true; raise `StackError` naming `what` at the deadline."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(interval)
+    raise StackError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def http_ok(url: str) -> Callable[[], bool]:
+    def check() -> bool:
+        try:
+            return httpx.get(url, timeout=1.0).status_code < 500
+        except httpx.HTTPError:
+            return False
+
+    return check
+
+
+def restate_server_binary(project_dir: Path) -> Path:
+    """The native binary npm installed (not the node wrapper, so signals reach the server)."""
+    override = os.environ.get("RESTATE_SERVER_BIN")
+    if override:
+        return Path(override)
+    arch = {"x86_64": "x64", "amd64": "x64", "aarch64": "arm64", "arm64": "arm64"}[platform.machine().lower()]
+    binary = project_dir / f"node_modules/@restatedev/restate-server-{sys.platform}-{arch}/bin/restate-server"
+    if not binary.exists():
+        raise StackError(f"restate-server not found at {binary}; run `make install` (it runs `npm ci`)")
+    return binary
+
+
+@dataclass
+class LocalStack:
+    """moto server + restate-server + the services, started and stopped together.
+
+    In "http" mode the four services run in one granian process, registered by
+    URL. In "lambda" mode each runs as a Lambda function behind the local
+    Lambda runtime, registered by function version ARN with an invoker role,
+    and restate-server invokes them through the AWS SDK, as on AWS.
+    """
+
+    project_dir: Path
+    data_dir: Path
+    ports: Ports = field(default_factory=Ports)
+    # Where the services send their AWS calls; tests put a fault-injecting proxy here.
+    services_aws_endpoint: str | None = None
+    services_log_to_terminal: bool = False
+    partitions: int = 1
+    mode: Mode = "http"
+    settings: Settings = field(init=False)
+    processes: dict[str, Process] = field(default_factory=dict, init=False)
+
+    def __post_init__(self) -> None:
+        self.settings = replace(Settings.from_env({}), aws_endpoint_url=self.aws_url, aws_region="us-east-1")
+
+    @property
+    def aws_url(self) -> str:
+        return f"http://{HOST}:{self.ports.aws}"
+
+    @property
+    def ingress_url(self) -> str:
+        return f"http://{HOST}:{self.ports.ingress}"
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://{HOST}:{self.ports.admin}"
+
+    @property
+    def services_url(self) -> str:
+        """Where the services answer: granian, or the local Lambda runtime."""
+        port = self.ports.functions if self.mode == "lambda" else self.ports.services
+        return f"http://{HOST}:{port}"
+
+    def function_arn(self, name: str) -> str:
+        """The version ARN Restate invokes for function `name` ("trips", ...) in lambda mode."""
+        return f"arn:aws:lambda:{self.settings.aws_region}:{LOCAL_ACCOUNT}:function:holiday-{name}:1"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.data_dir / "logs"
+
+    def aws_client(self, service: str) -> Any:
+        """A boto3 client for the stand-in, for setup, tests and inspection."""
+        return boto3.client(
+            service,
+            endpoint_url=self.aws_url,
+            region_name=self.settings.aws_region,
+            aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        )
+
+    def ledgers(self) -> dict[str, DynamoLedger]:
+        """The three tables, by key ("flights", "cars", "payments"), for the audit."""
+        client = self.aws_client("dynamodb")
+        cfg = self.settings
+        names = {"flights": cfg.flights_table, "cars": cfg.cars_table, "payments": cfg.payments_table}
+        return {key: DynamoLedger(name, client) for key, name in names.items()}
+
+    def start(self, register: bool = True) -> None:
+        """Bring everything up in dependency order; on any failure, take it all down.
+
+        `register=False` leaves registration to the caller (the test of the CDK
+        registration handler does it the way CloudFormation would).
+        """
+        self.ports.check_free()
+        try:
+            self.start_aws()
+            self.create_resources()
+            self.start_restate(fresh=True)
+            self.start_services()
+            if register:
+                self.register()
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        """Stop in reverse order of start, so nothing is left behind."""
+        for name in reversed(list(self.processes)):
+            self.processes[name].stop()
+
+    def dead(self) -> list[str]:
+        """Names of processes that have exited on their own."""
+        return [name for name, p in self.processes.items() if not p.alive]
+
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str], log: Path | None) -> Process:
+        process = Process(name, argv, env, log)
+        process.start()
+        self.processes[name] = process
+        return process
+
+    def start_aws(self) -> None:
+        argv = [sys.executable, "-m", "holiday_tools.localaws", "--host", HOST, "--port", str(self.ports.aws)]
+        self._spawn("aws", argv, dict(os.environ), self.log_dir / "moto.log")
+        wait_until(http_ok(f"{self.aws_url}/moto-api/"), f"moto server on {self.aws_url}")
+
+    def create_resources(self) -> None:
+        """The three tables and the topic, as the CDK stack creates them on AWS."""
+        dynamodb = self.aws_client("dynamodb")
+        cfg = self.settings
+        for table in (cfg.flights_table, cfg.cars_table, cfg.payments_table):
+            dynamodb.create_table(
+                TableName=table,
+                AttributeDefinitions=[
+                    {"AttributeName": "pk", "AttributeType": "S"},
+                    {"AttributeName": "sk", "AttributeType": "S"},
+                ],
+                KeySchema=[
+                    {"AttributeName": "pk", "KeyType": "HASH"},
+                    {"AttributeName": "sk", "KeyType": "RANGE"},
+                ],
+                BillingMode="PAY_PER_REQUEST",
+            )
+        topic_arn = self.aws_client("sns").create_topic(Name=TOPIC_NAME)["TopicArn"]
+        self.settings = replace(self.settings, topic_arn=topic_arn)
+
+    def start_restate(self, fresh: bool = False) -> None:
+        """Start restate-server on loopback; `fresh` wipes its data first."""
+        data = self.data_dir / "restate"
+        if fresh and data.exists():
+            shutil.rmtree(data)
+        env = {
+            **os.environ,
+            "RESTATE_BIND_IP": HOST,
+            "RESTATE_BIND_PORT": str(self.ports.fabric),
+            "RESTATE_INGRESS__BIND_ADDRESS": f"{HOST}:{self.ports.ingress}",
+            "RESTATE_ADMIN__BIND_ADDRESS": f"{HOST}:{self.ports.admin}",
+            "RESTATE_DISABLE_TELEMETRY": "true",
+            "RESTATE_DEFAULT_NUM_PARTITIONS": str(self.partitions),
+            "RESTATE_ROCKSDB_TOTAL_MEMORY_SIZE": "64 MB",
+            **RESTATE_LOCAL_TUNING,
+            # Its Lambda client and the STS call for the invoker role go to the local stand-ins.
+            **LOCAL_CREDENTIALS,
+            "AWS_REGION": self.settings.aws_region,
+            "AWS_ENDPOINT_URL_LAMBDA": f"http://{HOST}:{self.ports.functions}",
+            "AWS_ENDPOINT_URL_STS": self.aws_url,
+        }
+        argv = [str(restate_server_binary(self.project_dir)), "--base-dir", str(data)]
+        argv += ["--node-name", "holiday", "--no-logo"]
+        self._spawn("restate", argv, env, self.log_dir / "restate.log")
+        wait_until(http_ok(f"{self.admin_url}/health"), f"restate admin on {self.admin_url}")
+        wait_until(http_ok(f"{self.ingress_url}/restate/health"), f"restate ingress on {self.ingress_url}")
+
+    def start_services(self) -> None:
+        env = {
+            **os.environ,
+            **LOCAL_CREDENTIALS,
+            **self.settings.as_env(),
+            "AWS_ENDPOINT_URL": self.services_aws_endpoint or self.aws_url,
+            "PYTHONUNBUFFERED": "1",
+        }
+        env.pop("AWS_LAMBDA_FUNCTION_NAME", None)  # would turn restate.app into a Lambda handler
+        log = None if self.services_log_to_terminal else self.log_dir / "services.log"
+        if self.mode == "lambda":
+            argv = [
+                sys.executable,
+                "-m",
+                "holiday_tools.locallambda",
+                "--host",
+                HOST,
+                "--port",
+                str(self.ports.functions),
+            ]
+            argv += [f"--function=holiday-{name}={handler}" for name, handler in LOCAL_FUNCTIONS.items()]
+            health = f"{self.services_url}/local/stats"
+        else:
+            argv = [sys.executable, "-m", "holiday_tools.server", "--host", HOST, "--port", str(self.ports.services)]
+            health = f"{self.services_url}/health"
+        self._spawn("services", argv, env, log)
+        wait_until(http_ok(health), f"services on {self.services_url}")
+
+    def restart_services(self, kill: bool = True) -> None:
+        """Crash (SIGKILL) or stop the services and start them again on the same port."""
+        process = self.processes["services"]
+        if kill:
+            process.kill()
+        else:
+            process.stop()
+        self.start_services()
+
+    def crash_services(self) -> None:
+        """SIGKILL what runs the handlers mid-invocation; it comes back as it would in production.
+
+        http mode: the services process dies and is started again. lambda mode:
+        every busy function worker dies; the runtime reports the failure as
+        Lambda does, and starts fresh workers on the retry.
+        """
+        if self.mode == "http":
+            self.restart_services(kill=True)
+            return
+        busy = [w["pid"] for w in httpx.get(f"{self.services_url}/local/workers").json() if w["busy"]]
+        if not busy:
+            raise StackError("no function worker is busy, so there is nothing to crash")
+        for pid in busy:
+            os.kill(pid, signal.SIGKILL)
+
+    def crash_restate(self) -> None:
+        """SIGKILL restate-server and start it again on the same data, as after a host crash."""
+        self.processes["restate"].kill()
+        self.start_restate(fresh=False)
+
+    def register(self) -> None:
+        """Tell Restate where the services are (force: replace an earlier registration)."""
+        if self.mode == "lambda":
+            role = f"arn:aws:iam::{LOCAL_ACCOUNT}:role/holiday-restate-invoker"
+            targets = [{"arn": self.function_arn(name), "assume_role_arn": role} for name in LOCAL_FUNCTIONS]
+        else:
+            targets = [{"uri": self.services_url}]
+        for target in targets:
+            response = httpx.post(f"{self.admin_url}/deployments", json={**target, "force": True}, timeout=30)
+            if response.status_code >= 300:
+                raise StackError(f"registering {target} failed: {response.status_code} {response.text}")

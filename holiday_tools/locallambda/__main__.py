@@ -1,0 +1,45 @@
+"""`python -m holiday_tools.locallambda --port 9090 --function holiday-trips=holiday.functions.trips.app ...`"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+from typing import NoReturn
+
+from holiday_tools.locallambda.runtime import FunctionSpec, LocalLambda
+
+
+def _stop(*_: object) -> NoReturn:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=9090)
+    parser.add_argument("--region", default="us-east-1")
+    parser.add_argument("--timeout", type=float, default=30.0, help="seconds per invocation, as on the function")
+    parser.add_argument("--memory", type=int, default=256, help="MB, reported to the handler")
+    parser.add_argument(
+        "--function", action="append", required=True, metavar="NAME=MODULE.ATTR", help="a function and its handler"
+    )
+    args = parser.parse_args(argv)
+    specs = []
+    for item in args.function:
+        name, _, handler = item.partition("=")
+        specs.append(FunctionSpec(name, handler, timeout=args.timeout, memory_mb=args.memory))
+    runtime = LocalLambda(specs, args.host, args.port, args.region)
+    signal.signal(signal.SIGTERM, _stop)
+    print(f"local Lambda on http://{args.host}:{args.port}: {', '.join(s.name for s in specs)}", flush=True)
+    try:
+        runtime.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        runtime.server.server_close()
+        for pool in runtime.pools.values():
+            pool.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,141 @@
+"""Build each Lambda function's deployment asset: arm64, Python 3.14, no Docker.
+
+`holiday package` (or `make package`) writes `build/lambda/<function>/`, the
+folder the CDK app deploys. It holds the runtime package, `holiday`, whole (the
+local tools live apart, in `holiday_tools`), plus the run-time dependencies from pyproject.toml as manylinux
+aarch64 wheels. boto3 is left out: the Lambda Python runtime provides it, and
+botocore alone would take half of the size budget.
+
+Handler import time cannot be measured on the arm64 asset from an x86 machine.
+It is measured on a twin of the asset built for this machine, with boto3
+added as the runtime would provide it. Each figure is the median of fresh
+interpreter starts.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from holiday.functions import FUNCTIONS, LAMBDA_PYTHON
+
+LAMBDA_PLATFORMS = ("manylinux_2_28_aarch64", "manylinux2014_aarch64")
+PROVIDED_BY_RUNTIME = ("boto3",)
+SIZE_BUDGET_MB = 40.0
+IMPORT_BUDGET_MS = 300.0
+
+
+@dataclass(frozen=True)
+class AssetReport:
+    function: str
+    path: Path
+    size_mb: float
+    import_ms: float
+    first_client_ms: float
+
+    @property
+    def over_budget(self) -> list[str]:
+        return [
+            what
+            for what, over in (("size", self.size_mb > SIZE_BUDGET_MB), ("import", self.import_ms > IMPORT_BUDGET_MS))
+            if over
+        ]
+
+
+def runtime_requirements(project_dir: Path) -> tuple[list[str], list[str]]:
+    """The pinned run-time dependencies: (to bundle, provided by the Lambda runtime)."""
+    pyproject = tomllib.loads((project_dir / "pyproject.toml").read_text())
+    requirements: list[str] = pyproject["project"]["dependencies"]
+    provided = [r for r in requirements if r.startswith(PROVIDED_BY_RUNTIME)]
+    return [r for r in requirements if r not in provided], provided
+
+
+def pip_install(target: Path, requirements: list[str], project_dir: Path, lambda_platform: bool) -> None:
+    """Install wheels only (no builds, no Docker) into `target`, pinned by constraints.txt."""
+    argv = [sys.executable, "-m", "pip", "install", "--quiet", "--no-compile", "--only-binary=:all:"]
+    argv += ["--target", str(target), "--constraint", str(project_dir / "constraints.txt")]
+    if lambda_platform:
+        argv += [f"--platform={p}" for p in LAMBDA_PLATFORMS]
+        argv += ["--implementation=cp", f"--python-version={LAMBDA_PYTHON}"]
+    subprocess.run([*argv, *requirements], check=True)
+
+
+def copy_package(project_dir: Path, target: Path) -> None:
+    """The runtime package, whole: everything in it ships, and nothing else of the project does."""
+    shutil.copytree(project_dir / "holiday", target / "holiday", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+
+
+def folder_size_mb(path: Path) -> float:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1_000_000
+
+
+_COLD_START = """
+import time
+t0 = time.perf_counter()
+import {module}
+t1 = time.perf_counter()
+import holiday.aws
+holiday.aws.client("dynamodb")
+t2 = time.perf_counter()
+print((t1 - t0) * 1000, (t2 - t1) * 1000)
+"""
+
+
+def cold_start_ms(pythonpath: Path, function: str, runs: int = 5) -> tuple[float, float]:
+    """Medians over fresh interpreters: the handler module's import, then creating the first AWS client."""
+    code = _COLD_START.format(module=FUNCTIONS[function].rsplit(".", 1)[0])
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "PYTHONPATH": str(pythonpath),
+        "AWS_LAMBDA_FUNCTION_NAME": f"holiday-{function}",
+        "AWS_REGION": "us-east-1",
+    }
+    imports, clients = [], []
+    for _ in range(runs):
+        done = subprocess.run([sys.executable, "-S", "-c", code], env=env, capture_output=True, text=True, check=True)
+        first, second = done.stdout.split()
+        imports.append(float(first))
+        clients.append(float(second))
+    return statistics.median(imports), statistics.median(clients)
+
+
+def build(project_dir: Path, out_dir: Path) -> list[AssetReport]:
+    """Build every function's asset under `out_dir`; return their sizes and import times."""
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    bundled, provided = runtime_requirements(project_dir)
+    deps = out_dir / ".deps-aarch64"
+    pip_install(deps, bundled, project_dir, lambda_platform=True)
+    twin = out_dir / ".host-twin"
+    pip_install(twin, [*bundled, *provided], project_dir, lambda_platform=False)
+    copy_package(project_dir, twin)
+
+    reports = []
+    for function in FUNCTIONS:
+        asset = out_dir / function
+        shutil.copytree(deps, asset)
+        copy_package(project_dir, asset)
+        reports.append(AssetReport(function, asset, folder_size_mb(asset), *cold_start_ms(twin, function)))
+    shutil.rmtree(deps)
+    return reports
+
+
+def format_report(reports: list[AssetReport]) -> str:
+    lines = [f"{'function':<10} {'unzipped':>10} {'import':>9} {'1st client':>11}   budget"]
+    for r in reports:
+        verdict = "OVER: " + ", ".join(r.over_budget) if r.over_budget else "within"
+        lines.append(
+            f"{r.function:<10} {r.size_mb:>7.1f} MB {r.import_ms:>6.0f} ms {r.first_client_ms:>8.0f} ms   {verdict}"
+        )
+    lines.append(
+        f"\nBudget: {SIZE_BUDGET_MB:.0f} MB unzipped, {IMPORT_BUDGET_MS:.0f} ms handler import. Times are medians of"
+        " 5 fresh interpreters,\non a twin of the asset built for this machine. '1st client' is creating the first"
+        " AWS client\nafter the import, which the first invocation of a new container pays."
+    )
+    return "\n".join(lines)

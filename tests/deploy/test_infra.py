@@ -1,0 +1,295 @@
+"""The CDK app, synthesised in tests (no CLI, no AWS account) in each deployment mode.
+
+Each synthesis runs the AWS Solutions checks of cdk-nag: a violation that is
+not acknowledged with a reason fails synthesis, and so these tests.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from aws_cdk import App
+
+from app import build_app
+from holiday.functions import FUNCTIONS
+from holiday_tools.packaging import AssetReport
+from infra.host.config import NodeLayout, restate_config
+from tests.synth import CERTIFICATE, CLOUD, SECRET, Templates, as_list, joined, only, resources, synth
+
+
+@pytest.fixture(scope="module")
+def default(synthesized: Callable[[str], Templates]) -> Templates:
+    return synthesized("default")
+
+
+@pytest.fixture(scope="module")
+def prefixed(synthesized: Callable[[str], Templates]) -> Templates:
+    return synthesized("prefix")
+
+
+@pytest.fixture(scope="module")
+def cloud(synthesized: Callable[[str], Templates]) -> Templates:
+    return synthesized("cloud")
+
+
+@pytest.fixture(scope="module")
+def acm(synthesized: Callable[[str], Templates]) -> Templates:
+    return synthesized("acm")
+
+
+def ingress_rules(template: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every inbound rule, inline in a security group or standalone."""
+    rules = [r["Properties"] for r in resources(template, "AWS::EC2::SecurityGroupIngress").values()]
+    for group in resources(template, "AWS::EC2::SecurityGroup").values():
+        rules += group["Properties"].get("SecurityGroupIngress", [])
+    return rules
+
+
+def statements_of_role(template: dict[str, Any], role_id: str) -> list[dict[str, Any]]:
+    found = []
+    for policy in resources(template, "AWS::IAM::Policy").values():
+        if {"Ref": role_id} in policy["Properties"].get("Roles", []):
+            found += policy["Properties"]["PolicyDocument"]["Statement"]
+    return found
+
+
+def function_roles(template: dict[str, Any]) -> dict[str, str]:
+    """Service function name ("trips", ...) -> its role's logical id."""
+    roles = {}
+    for function in resources(template, "AWS::Lambda::Function").values():
+        props = function["Properties"]
+        if props.get("Handler") in FUNCTIONS.values():
+            name = props["Handler"].split(".")[2]
+            roles[name] = props["Role"]["Fn::GetAtt"][0]
+    return roles
+
+
+# --- RestateStack, self-hosted -------------------------------------------------------------
+
+
+def test_self_hosted_restate_is_one_arm64_node_with_a_separate_encrypted_data_volume(default: Templates) -> None:
+    restate, _ = default
+    instance = only(restate, "AWS::EC2::Instance")["Properties"]
+    assert instance["InstanceType"].startswith("t4g.")  # Graviton: arm64
+    image = json.dumps(restate["Parameters"])
+    assert "al2023-ami" in image
+    assert "arm64" in image
+    volume = only(restate, "AWS::EC2::Volume")
+    assert volume["Properties"]["Encrypted"] is True
+    assert volume["DeletionPolicy"] == "Snapshot"  # outlives the instance and even the stack
+    # Attached at boot by the host itself, so a replacement instance can take it over.
+    assert not resources(restate, "AWS::EC2::VolumeAttachment")
+    user_data = joined(instance["UserData"])
+    assert "aws ec2 attach-volume" in user_data
+    assert "restatedev/restate:1.7.12" in user_data
+    # The configuration the rehearsal runs (tests/test_host_rehearsal.py), with the ingress behind nginx.
+    assert restate_config(NodeLayout.for_host("self-signed")) in user_data
+    assert 'bind-address = "127.0.0.1:8080"' in user_data
+    assert only(restate, "AWS::EC2::LaunchTemplate")["Properties"]["LaunchTemplateData"]["MetadataOptions"] == {
+        "HttpTokens": "required"
+    }
+
+
+def test_restate_logs_go_to_the_documented_log_group_and_traces_to_xray(default: Templates) -> None:
+    restate, _ = default
+    groups = [g["Properties"].get("LogGroupName") for g in resources(restate, "AWS::Logs::LogGroup").values()]
+    assert "/restate/restate" in groups
+    user_data = joined(only(restate, "AWS::EC2::Instance")["Properties"]["UserData"])
+    assert "awslogs-stream=restate" in user_data
+    assert "awsxray" in user_data
+    assert 'tracing-endpoint = "http://127.0.0.1:4317"' in user_data
+    [role] = only(restate, "AWS::IAM::InstanceProfile")["Properties"]["Roles"]
+    actions = json.dumps([s["Action"] for s in statements_of_role(restate, role["Ref"])])
+    assert "xray:PutTraceSegments" in actions
+
+
+def test_ingress_is_open_on_443_and_the_admin_port_to_no_cidr(default: Templates) -> None:
+    restate, _ = default
+    rules = ingress_rules(restate)
+    public = [r for r in rules if r.get("CidrIp") == "0.0.0.0/0"]
+    assert [(r["FromPort"], r["ToPort"]) for r in public] == [(443, 443)]
+    admin = [r for r in rules if r.get("FromPort") == 9070]
+    assert len(admin) == 1
+    assert "SourceSecurityGroupId" in admin[0]
+    assert "CidrIp" not in admin[0]
+    assert "CidrIpv6" not in admin[0]
+    assert not [r for r in rules if r.get("FromPort") == 8080]  # the plain ingress is not exposed
+    outputs = restate["Outputs"]
+    assert "RestateIngressEndpoint" in outputs
+    assert "https://" in json.dumps(outputs["RestateIngressEndpoint"]["Value"])
+
+
+def test_with_an_acm_certificate_a_load_balancer_terminates_tls(acm: Templates) -> None:
+    restate, _ = acm
+    listener = only(restate, "AWS::ElasticLoadBalancingV2::Listener")["Properties"]
+    assert (listener["Port"], listener["Protocol"]) == (443, "TLS")
+    assert listener["Certificates"] == [{"CertificateArn": CERTIFICATE}]
+    rules = ingress_rules(restate)
+    assert not [r for r in rules if r.get("CidrIp") == "0.0.0.0/0"]
+    [plain] = [r for r in rules if r.get("FromPort") == 8080]
+    assert "Fn::GetAtt" in json.dumps(plain["CidrIp"])  # the VPC's own CIDR, for the balancer
+    user_data = joined(only(restate, "AWS::EC2::Instance")["Properties"]["UserData"])
+    assert "nginx.conf" not in user_data
+    assert restate_config(NodeLayout.for_host("load-balancer")) in user_data  # the balancer reaches 8080
+    assert 'bind-address = "0.0.0.0:8080"' in user_data
+
+
+def test_the_invoker_role_is_assumed_only_by_the_restate_node(default: Templates) -> None:
+    restate, holiday = default
+    roles = resources(restate, "AWS::IAM::Role")
+    [invoker] = [k for k in roles if k.startswith("InvokerRole")]
+    principal = roles[invoker]["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"]
+    assert "Fn::GetAtt" in json.dumps(principal)  # the node's role, not a service or an account
+    [policy] = [p for k, p in resources(holiday, "AWS::IAM::Policy").items() if k.startswith("RestateMayInvoke")]
+    [statement] = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert statement["Action"] == "lambda:InvokeFunction"
+    assert len(statement["Resource"]) == 4  # each function's versions, nothing else
+
+
+# --- RestateHolidayStack -------------------------------------------------------------------
+
+
+def test_three_tables_with_pk_sk_on_demand_and_point_in_time_recovery(default: Templates) -> None:
+    _, holiday = default
+    tables = resources(holiday, "AWS::DynamoDB::Table")
+    names = sorted(t["Properties"]["TableName"] for t in tables.values())
+    assert names == ["restate-holiday-Cars", "restate-holiday-Flights", "restate-holiday-Payments"]
+    for table in tables.values():
+        props = table["Properties"]
+        assert props["KeySchema"] == [
+            {"AttributeName": "pk", "KeyType": "HASH"},
+            {"AttributeName": "sk", "KeyType": "RANGE"},
+        ]
+        assert props["BillingMode"] == "PAY_PER_REQUEST"
+        assert props["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+
+
+def test_four_arm64_functions_from_the_packaged_assets_with_tracing_and_kept_versions(default: Templates) -> None:
+    _, holiday = default
+    functions = [f["Properties"] for f in resources(holiday, "AWS::Lambda::Function").values()]
+    services = {f["Handler"]: f for f in functions if f["Handler"] in FUNCTIONS.values()}
+    assert set(services) == set(FUNCTIONS.values())
+    for props in services.values():
+        assert props["Architectures"] == ["arm64"]
+        assert props["Runtime"] == "python3.14"
+        assert props["TracingConfig"] == {"Mode": "Active"}
+        assert props["MemorySize"] == 1024
+        assert props["Timeout"] == 30
+    versions = resources(holiday, "AWS::Lambda::Version")
+    assert len(versions) == 4
+    assert {v["DeletionPolicy"] for v in versions.values()} == {"Retain"}
+    assert only(holiday, "AWS::SNS::Topic")["Properties"]["TopicName"] == "restate-holiday-trips"
+
+
+def test_each_function_may_write_only_its_own_table_and_only_trips_may_publish(default: Templates) -> None:
+    _, holiday = default
+    tables = {
+        t["Properties"]["TableName"].split("-")[-1].lower(): k
+        for k, t in resources(holiday, "AWS::DynamoDB::Table").items()
+    }
+    [topic] = resources(holiday, "AWS::SNS::Topic")
+    for name, role in function_roles(holiday).items():
+        # Besides its own log group and X-Ray, what may the function touch?
+        data = [
+            s
+            for s in statements_of_role(holiday, role)
+            if not all(a.startswith(("logs:", "xray:")) for a in as_list(s["Action"]))
+        ]
+        if name == "trips":
+            assert data == [{"Action": "sns:Publish", "Effect": "Allow", "Resource": {"Ref": topic}}]
+        else:
+            assert data == [
+                {
+                    "Action": ["dynamodb:PutItem", "dynamodb:UpdateItem"],
+                    "Effect": "Allow",
+                    "Resource": {"Fn::GetAtt": [tables[name], "Arn"]},
+                }
+            ]
+    for policy in resources(holiday, "AWS::IAM::Policy").values():
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+            actions = as_list(statement["Action"])
+            assert "*" not in actions
+            assert not [a for a in actions if a.endswith(":*") and not a.startswith("xray")]
+
+
+def test_each_function_version_is_registered_with_restate(default: Templates) -> None:
+    _, holiday = default
+    registrations = resources(holiday, "Custom::RestateServiceDeployment")
+    versions = set(resources(holiday, "AWS::Lambda::Version"))
+    assert {r["Properties"]["FunctionArn"]["Ref"] for r in registrations.values()} == versions
+    for registration in registrations.values():
+        props = registration["Properties"]
+        assert ":9070" in json.dumps(props["AdminUrl"])
+        assert props["RemovalPolicy"] == "retain"
+        assert "AuthTokenSecretArn" not in props
+    handler = [
+        f["Properties"]
+        for f in resources(holiday, "AWS::Lambda::Function").values()
+        if f["Properties"].get("Handler") == "handler.on_event"
+    ]
+    assert len(handler) == 1
+    assert handler[0]["Timeout"] == 600
+    assert "VpcConfig" in handler[0]  # it reaches the admin API inside the VPC
+
+
+def test_table_names_are_exported_as_the_reference_readme_expects(default: Templates) -> None:
+    _, holiday = default
+    outputs = holiday["Outputs"]
+    for name in ("flights", "cars", "payments"):
+        assert outputs[f"{name}TableName"]["Export"] == {"Name": f"{name}TableName"}
+
+
+# --- prefix --------------------------------------------------------------------------------
+
+
+def test_a_prefix_names_stacks_resources_log_group_and_exports(
+    prefixed: Templates, lambda_assets: list[AssetReport]
+) -> None:
+    restate, holiday = prefixed
+    app = App(context={"prefix": "alice"})
+    stacks = build_app(app, assets_dir=lambda_assets[0].path.parent)
+    assert [s.stack_name for s in stacks] == ["alice-RestateStack", "alice-RestateHolidayStack"]
+    groups = [g["Properties"].get("LogGroupName") for g in resources(restate, "AWS::Logs::LogGroup").values()]
+    assert "/restate/alice/restate" in groups
+    names = sorted(t["Properties"]["TableName"] for t in resources(holiday, "AWS::DynamoDB::Table").values())
+    assert names == ["alice-restate-holiday-Cars", "alice-restate-holiday-Flights", "alice-restate-holiday-Payments"]
+    function_names = {f["Properties"].get("FunctionName") for f in resources(holiday, "AWS::Lambda::Function").values()}
+    assert {f"alice-restate-holiday-{n}" for n in FUNCTIONS} <= function_names
+    assert holiday["Outputs"]["flightsTableName"]["Export"] == {"Name": "alice-flightsTableName"}
+
+
+# --- Restate Cloud -------------------------------------------------------------------------
+
+
+def test_cloud_mode_has_no_self_hosted_resources_and_an_invoker_role_for_restate_cloud(cloud: Templates) -> None:
+    restate, holiday = cloud
+    kinds = {r["Type"] for r in restate["Resources"].values()}
+    assert kinds == {"AWS::IAM::Role"}
+    role = only(restate, "AWS::IAM::Role")["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    assume = next(s for s in role if s["Action"] == "sts:AssumeRole")
+    assert "654654156625" in json.dumps(assume["Principal"])
+    assert assume["Condition"]["StringEquals"] == {"sts:ExternalId": "env_abc123"}
+    assert assume["Condition"]["ArnEquals"] == {"aws:PrincipalArn": "arn:aws:iam::654654156625:role/RestateCloud"}
+    assert any(s["Action"] == "sts:TagSession" for s in role)
+    assert restate["Outputs"]["RestateIngressEndpoint"]["Value"] == "https://abc123.env.us.restate.cloud"
+    for registration in resources(holiday, "Custom::RestateServiceDeployment").values():
+        assert registration["Properties"]["AdminUrl"] == "https://abc123.env.us.restate.cloud:9070"
+        assert registration["Properties"]["AuthTokenSecretArn"] == SECRET
+    [handler] = [
+        f["Properties"]
+        for f in resources(holiday, "AWS::Lambda::Function").values()
+        if f["Properties"].get("Handler") == "handler.on_event"
+    ]
+    assert "VpcConfig" not in handler
+    role_id = handler["Role"]["Fn::GetAtt"][0]
+    assert {"Action": "secretsmanager:GetSecretValue", "Effect": "Allow", "Resource": SECRET} in statements_of_role(
+        holiday, role_id
+    )
+
+
+def test_cloud_region_eu(lambda_assets: list[AssetReport]) -> None:
+    restate, _ = synth(lambda_assets[0].path.parent, {**CLOUD, "region": "eu"})
+    assert restate["Outputs"]["RestateIngressEndpoint"]["Value"] == "https://abc123.env.eu.restate.cloud"

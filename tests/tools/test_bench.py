@@ -1,0 +1,77 @@
+"""`holiday bench`: its arithmetic, and a short run that checks every answer it counts."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+
+import httpx
+import pytest
+
+from holiday.models import RunType
+from holiday_tools.bench import (
+    NULL_LABEL,
+    BenchResult,
+    cpu_seconds,
+    format_results,
+    lambda_cost,
+    parse_mix,
+    ratio_to_null,
+    run_load,
+)
+from holiday_tools.devstack import LocalStack
+
+
+def test_mix_draws_run_types_in_the_given_proportions() -> None:
+    assert parse_mix("clean=2,failPayment=1") == [None, None, RunType.FAIL_PAYMENT]
+    with pytest.raises(ValueError, match="failEverything"):
+        parse_mix("failEverything=1")
+
+
+def test_percentiles_and_throughput() -> None:
+    result = BenchResult("x", 100, 4, 2.0, [float(i) for i in range(1, 101)], Counter(success=100))
+    assert result.throughput == 50.0
+    assert (result.percentile(50), result.percentile(99), result.percentile(100)) == (51.0, 100.0, 100.0)
+
+
+def test_each_run_is_compared_with_the_null_saga_at_its_own_concurrency() -> None:
+    def run(label: str, concurrency: int, seconds: float, p50: float) -> BenchResult:
+        return BenchResult(label, 10, concurrency, seconds, [p50] * 10, Counter(success=10))
+
+    results = [
+        run(NULL_LABEL, 1, 1.0, 20.0),
+        run("holiday (http)", 1, 2.0, 40.0),
+        run(NULL_LABEL, 32, 0.1, 100.0),
+        run("holiday (http)", 32, 0.4, 300.0),
+    ]
+    assert ratio_to_null(results[1], results) == {"throughput": 0.5, "p50_latency": 2.0}
+    assert ratio_to_null(results[3], results) == {"throughput": 0.25, "p50_latency": 3.0}
+    assert ratio_to_null(results[0], results) is None  # the baseline is not compared with itself
+    report = format_results(results)
+    assert "ratio to the null saga (holiday (http), 1 at once): throughput 0.50x, p50 latency 2.00x" in report
+    assert "ratio to the null saga (holiday (http), 32 at once): throughput 0.25x, p50 latency 3.00x" in report
+
+
+def test_lambda_cost_per_thousand_trips() -> None:
+    before = {"holiday-trips": {"invocations": 10, "billed_ms": 1000.0}}
+    after = {"holiday-trips": {"invocations": 110, "billed_ms": 6000.0}}
+    cost = lambda_cost(before, after, trips=10, memory_mb=1024)
+    # 100 invocations for 10 trips; 5 s at 1 GB for 10 trips.
+    assert cost["invocations_per_1000_trips"] == 10_000
+    assert cost["gb_seconds_per_1000_trips"] == 500.0
+
+
+def test_cpu_seconds_of_a_running_process_grow() -> None:
+    before = cpu_seconds([os.getpid()])
+    sum(i * i for i in range(2_000_000))
+    assert cpu_seconds([os.getpid()]) > before
+
+
+def test_a_short_run_counts_only_right_answers(stack: LocalStack, ingress: httpx.Client) -> None:
+    result = run_load(stack.ingress_url, "/trips/reserve", 12, 4, parse_mix("clean=1,failPayment=1"), "t")
+    assert result.outcomes == Counter({"success": 6, "expected failure": 6})
+    assert len(result.latencies_ms) == 12
+    assert result.throughput > 0
+    # The null saga answers as the saga does, with none of its work, in both modes.
+    null = run_load(stack.ingress_url, "/nulltrips/reserve", 4, 2, [None], "null")
+    assert null.outcomes == Counter({"success": 4})

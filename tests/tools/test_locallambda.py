@@ -1,0 +1,95 @@
+"""The local Lambda runtime, as the AWS SDK sees it: invoke, errors, timeouts, workers."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from holiday_tools.devstack import HOST, Ports
+from holiday_tools.locallambda.runtime import FunctionSpec, LocalLambda
+from tests.support import PROJECT_DIR
+
+
+@pytest.fixture(scope="module")
+def runtime() -> Iterator[LocalLambda]:
+    specs = [FunctionSpec(name, f"tests.lambda_handlers.{name}") for name in ("echo", "boom", "die")]
+    specs.append(FunctionSpec("slow", "tests.lambda_handlers.slow", timeout=1.0, max_workers=3))
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(PROJECT_DIR)}
+    local = LocalLambda(specs, HOST, Ports.free().functions, "eu-west-1", env=env)
+    threading.Thread(target=local.serve_forever, daemon=True).start()
+    yield local
+    local.shutdown()
+
+
+@pytest.fixture(scope="module")
+def client(runtime: LocalLambda) -> Any:
+    port = runtime.server.server_address[1]
+    return boto3.client(
+        "lambda",
+        endpoint_url=f"http://{HOST}:{port}",
+        region_name="eu-west-1",
+        aws_access_key_id="local",
+        aws_secret_access_key="local",
+        config=Config(retries={"max_attempts": 1}, read_timeout=30),
+    )
+
+
+def invoke(client: Any, name: str, event: Any = None) -> tuple[str | None, Any]:
+    response = client.invoke(FunctionName=name, Payload=json.dumps(event or {}).encode())
+    return response.get("FunctionError"), json.loads(response["Payload"].read())
+
+
+def test_invoke_by_version_arn_or_name_runs_the_handler_on_the_main_thread(client: Any) -> None:
+    arn = "arn:aws:lambda:eu-west-1:123456789012:function:echo:1"
+    error, result = invoke(client, arn, {"path": "/discover"})
+    assert error is None
+    assert result["event"] == {"path": "/discover"}
+    assert (result["function"], result["arn"]) == ("echo", arn)
+    assert result["main_thread"]
+    assert result["time_left"]
+    assert invoke(client, "echo")[1]["pid"] == result["pid"]  # the warm worker is reused
+
+
+def test_an_exception_is_an_unhandled_function_error_and_the_worker_lives_on(client: Any, runtime: LocalLambda) -> None:
+    error, payload = invoke(client, "boom")
+    assert error == "Unhandled"
+    assert (payload["errorType"], payload["errorMessage"]) == ("ValueError", "boom")
+    assert payload["stackTrace"]
+    invoke(client, "boom")
+    assert runtime.pools["boom"].stats.cold_starts == 1
+
+
+def test_a_timeout_kills_the_worker_and_the_next_call_gets_a_new_one(client: Any) -> None:
+    error, payload = invoke(client, "slow", {"seconds": 3})
+    assert error == "Unhandled"
+    assert payload["errorMessage"].endswith("Task timed out after 1.00 seconds")
+    first = invoke(client, "slow", {"seconds": 0})[1]
+    assert invoke(client, "slow", {"seconds": 0})[1] == first
+
+
+def test_a_worker_that_exits_is_reported_as_lambda_does(client: Any) -> None:
+    error, payload = invoke(client, "die")
+    assert error == "Unhandled"
+    assert payload["errorType"] == "Runtime.ExitError"
+    assert payload["errorMessage"].endswith("Runtime exited with error: exit status 3")
+
+
+def test_concurrent_invocations_get_their_own_workers_up_to_the_limit(client: Any, runtime: LocalLambda) -> None:
+    with ThreadPoolExecutor(5) as pool:
+        pids = list(pool.map(lambda _: invoke(client, "slow", {"seconds": 0.3})[1], range(5)))
+    assert len(set(pids)) <= 3  # max_workers: the other calls waited for a free worker
+    assert len(set(pids)) >= 2  # and more than one worker served them
+
+
+def test_an_unknown_function_is_resource_not_found(client: Any) -> None:
+    with pytest.raises(ClientError) as caught:
+        client.invoke(FunctionName="nope", Payload=b"{}")
+    assert caught.value.response["Error"]["Code"] == "ResourceNotFoundException"

@@ -1,0 +1,356 @@
+"""The CDK app's context checks (infra/settings.py), and app.py run as the CDK CLI runs it.
+
+The checks are unit tests on a fake node: no synthesis, no Lambda assets.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aws_cdk import App
+
+from app import SILENCE_END_OF_LIFE, quiet_node_end_of_life_banner
+from infra.settings import CONTEXT_KEYS, KEYS, DeploymentSettings, SettingsError
+from tests.support import PROJECT_DIR
+
+SECRET = "arn:aws:secretsmanager:us-east-1:111122223333:secret:/restate/env_abc123/auth-token-AbCdEf"
+CERTIFICATE = "arn:aws:acm:us-east-1:111122223333:certificate/0c6e2d3a-1b2c-4d5e-8f90-a1b2c3d4e5f6"
+CLOUD = {"deploymentMode": "cloud", "clusterId": "env_abc123", "authTokenSecretArn": SECRET}
+DOMAIN = {"certificateArn": CERTIFICATE, "domainName": "restate.example.com"}
+# What the CDK CLI passes besides our keys: cdk.json's feature flags, its own aws:cdk:* keys, and what
+# `cdk acknowledge` and `cdk cli-telemetry` keep in cdk.context.json.
+CDK_KEYS: dict[str, Any] = {
+    "@aws-cdk/core:checkSecretUsage": True,
+    "@aws-cdk/core:defaultCrossStackReferences": "strong",
+    "aws:cdk:enable-path-metadata": True,
+    "aws:cdk:bundling-stacks": ["**"],
+    "availability-zones:account=111122223333:region=us-east-1": ["us-east-1a"],
+    "acknowledged-issue-numbers": [34892],
+    "cli-telemetry": False,
+}
+
+
+class FakeNode:
+    """The part of a constructs Node that settings read: all of its context."""
+
+    def __init__(self, context: dict[str, Any]) -> None:
+        self.context = context
+
+    def get_all_context(self) -> object:
+        return dict(self.context)
+
+
+def settings(context: dict[str, Any]) -> DeploymentSettings:
+    return DeploymentSettings.from_context(FakeNode(context))
+
+
+def refusal(context: dict[str, Any]) -> str:
+    with pytest.raises(SettingsError) as refused:
+        settings(context)
+    message = str(refused.value)
+    assert "\n" not in message
+    return message
+
+
+# --- good context ----------------------------------------------------------------------------
+
+
+def test_no_context_is_self_hosted_with_the_default_names() -> None:
+    assert settings({}) == DeploymentSettings("", "self-hosted")
+    assert settings({}).stack_name("RestateStack") == "RestateStack"
+
+
+def test_the_cdks_own_keys_are_left_alone() -> None:
+    assert settings(CDK_KEYS) == DeploymentSettings("", "self-hosted")
+
+
+def test_a_json_null_is_as_if_the_key_were_left_out() -> None:
+    assert settings({"prefix": None, "certificateArn": None}) == DeploymentSettings("", "self-hosted")
+
+
+def test_a_prefix() -> None:
+    alice = settings({"prefix": "alice", **CDK_KEYS})
+    assert alice.prefix == "alice"
+    assert alice.stack_name("RestateStack") == "alice-RestateStack"
+
+
+@pytest.mark.parametrize(
+    ("region", "host"), [(None, "abc123.env.us.restate.cloud"), ("eu", "abc123.env.eu.restate.cloud")]
+)
+def test_restate_cloud(region: str | None, host: str) -> None:
+    cloud = settings({**CLOUD, **({"region": region} if region else {})})
+    assert (cloud.mode, cloud.cluster_id, cloud.auth_token_secret_arn) == ("cloud", "env_abc123", SECRET)
+    assert cloud.cloud_host == host
+    assert (cloud.certificate_arn, cloud.domain_name, cloud.hosted_zone_id) == (None, None, None)
+
+
+def test_a_certificate_alone() -> None:
+    acm = settings({"certificateArn": CERTIFICATE})
+    assert (acm.certificate_arn, acm.domain_name, acm.hosted_zone_id) == (CERTIFICATE, None, None)
+
+
+def test_a_certificate_with_a_domain_name_and_a_hosted_zone() -> None:
+    named = settings(
+        {"certificateArn": CERTIFICATE, "domainName": "Restate.Example.COM", "hostedZoneId": "Z0123456789ABCDEFGHIJ"}
+    )
+    assert named.mode == "self-hosted"
+    assert (named.certificate_arn, named.domain_name, named.hosted_zone_id) == (
+        CERTIFICATE,
+        "restate.example.com",
+        "Z0123456789ABCDEFGHIJ",
+    )
+
+
+def test_a_certificate_in_another_partition() -> None:
+    arn = "arn:aws-us-gov:acm:us-gov-west-1:111122223333:certificate/0c6e2d3a"
+    assert settings({"certificateArn": arn}).certificate_arn == arn
+
+
+@pytest.mark.parametrize(
+    ("given", "deregister"), [("true", True), ("TRUE", True), ("false", False), (True, True), (False, False)]
+)
+def test_deregister_on_delete_as_text_or_a_json_boolean(given: str | bool, deregister: bool) -> None:
+    assert settings({"deregisterOnDelete": given}).deregister_on_delete is deregister
+    assert settings({**CLOUD, "deregisterOnDelete": given}).deregister_on_delete is deregister
+
+
+def test_a_real_node_is_read_the_same() -> None:
+    assert DeploymentSettings.from_context(App(context={"prefix": "alice"}).node).prefix == "alice"
+    with pytest.raises(SettingsError, match="unknown context key 'prefx'"):
+        DeploymentSettings.from_context(App(context={"prefx": "alice"}).node)
+
+
+# --- refusals ----------------------------------------------------------------------------------
+
+
+def valid_for(key: str) -> dict[str, Any]:
+    """A valid context of the mode that `key` belongs to, with every key of that mode."""
+    mode = KEYS[key].mode
+    return {**CLOUD, "region": "eu"} if mode == "cloud" else {**DOMAIN, "hostedZoneId": "Z0123"} if mode else {}
+
+
+@pytest.mark.parametrize("key", list(KEYS))
+def test_every_key_given_empty_is_refused_naming_it(key: str) -> None:
+    assert settings(valid_for(key))  # fine with a value
+    message = refusal({**valid_for(key), key: ""})
+    assert message.startswith(f"context '{key}' is empty; ")
+    assert KEYS[key].valid in message
+    assert ("leave it out for" in message) is (KEYS[key].default is not None)
+
+
+def test_an_empty_prefix_says_to_leave_it_out_for_the_default_names() -> None:
+    # `--context prefix=$USER` with USER unset would otherwise deploy the shared names.
+    assert refusal({"prefix": ""}) == (
+        "context 'prefix' is empty; leave it out for the unprefixed names (RestateStack, restate-holiday-*), "
+        "or give 1-20 letters, digits or '-', starting with a letter"
+    )
+
+
+@pytest.mark.parametrize(
+    ("context", "says"),
+    [
+        # unknown keys, with the closest valid key when there is one
+        ({"prefx": "alice"}, "unknown context key 'prefx' (did you mean 'prefix'?); valid keys: prefix, "),
+        ({"deploymentmode": "cloud"}, "unknown context key 'deploymentmode' (did you mean 'deploymentMode'?)"),
+        ({"Region": "eu", **CLOUD}, "unknown context key 'Region' (did you mean 'region'?)"),
+        ({"certificateARN": CERTIFICATE}, "(did you mean 'certificateArn'?)"),
+        ({"colour": "blue"}, "unknown context key 'colour'; valid keys: prefix, deploymentMode, "),
+        ({"prefix": "alice", "stage": "prod"}, "unknown context key 'stage'; valid keys: "),
+        # keys of the other mode
+        (
+            {"region": "eu-west-1"},
+            "context 'region' is the Restate Cloud region (us or eu), only for deploymentMode=cloud",
+        ),
+        ({"region": "eu"}, "the AWS region of your AWS profile"),
+        ({"clusterId": "env_abc123"}, "context 'clusterId' is only for deploymentMode=cloud"),
+        ({"authTokenSecretArn": SECRET}, "context 'authTokenSecretArn' is only for deploymentMode=cloud"),
+        ({**CLOUD, "certificateArn": CERTIFICATE}, "context 'certificateArn' is only for deploymentMode=self-hosted"),
+        ({**CLOUD, "domainName": "restate.example.com"}, "context 'domainName' is only for deploymentMode=self-hosted"),
+        ({**CLOUD, "hostedZoneId": "Z0123"}, "context 'hostedZoneId' is only for deploymentMode=self-hosted"),
+        # malformed values
+        (
+            {"deploymentMode": "serverless"},
+            "context 'deploymentMode' must be 'self-hosted' or 'cloud', not 'serverless'",
+        ),
+        ({"prefix": "no spaces"}, "context 'prefix' must be 1-20 letters, digits or '-', starting with a letter"),
+        ({"prefix": "a" * 21}, "context 'prefix' must be"),
+        ({"prefix": "1st"}, "context 'prefix' must be"),
+        (
+            {"certificateArn": "not-an-arn"},
+            "context 'certificateArn' must be an ACM certificate ARN: arn:<partition>:acm:",
+        ),
+        ({"certificateArn": SECRET}, "context 'certificateArn' must be an ACM certificate ARN"),
+        ({"certificateArn": CERTIFICATE.replace("111122223333", "1111")}, "must be an ACM certificate ARN"),
+        ({"certificateArn": CERTIFICATE + " "}, "must be an ACM certificate ARN"),
+        (
+            {**CLOUD, "authTokenSecretArn": "not-an-arn"},
+            "context 'authTokenSecretArn' must be a Secrets Manager secret ARN",
+        ),
+        (
+            {**CLOUD, "authTokenSecretArn": CERTIFICATE},
+            "context 'authTokenSecretArn' must be a Secrets Manager secret ARN",
+        ),
+        (
+            {**CLOUD, "clusterId": "bad id!"},
+            "context 'clusterId' must be a Restate Cloud environment id: 'env_' followed by",
+        ),
+        ({**CLOUD, "clusterId": "abc123"}, "context 'clusterId' must be a Restate Cloud environment id"),
+        ({**CLOUD, "clusterId": "env_"}, "context 'clusterId' must be"),
+        ({**CLOUD, "region": "ap"}, "context 'region' must be one of us, eu (the Restate Cloud region), not 'ap'"),
+        ({**CLOUD, "region": "US"}, "context 'region' must be one of us, eu"),
+        ({"deregisterOnDelete": "yes"}, "context 'deregisterOnDelete' must be true or false, not 'yes'"),
+        (
+            {**DOMAIN, "domainName": "not a name"},
+            "context 'domainName' must be the DNS host name that the certificate covers",
+        ),
+        ({**DOMAIN, "domainName": "localhost"}, "context 'domainName' must be"),
+        ({**DOMAIN, "domainName": "*.example.com"}, "context 'domainName' must be"),
+        ({**DOMAIN, "domainName": "-restate.example.com"}, "context 'domainName' must be"),
+        ({**DOMAIN, "domainName": "restate..example.com"}, "context 'domainName' must be"),
+        ({**DOMAIN, "domainName": "10.0.0.1"}, "context 'domainName' must be"),
+        ({**DOMAIN, "domainName": "https://restate.example.com"}, "context 'domainName' must be"),
+        ({**DOMAIN, "domainName": "a" * 64 + ".example.com"}, "context 'domainName' must be"),
+        ({**DOMAIN, "domainName": ("a" * 60 + ".") * 5 + "com"}, "context 'domainName' must be"),
+        (
+            {**DOMAIN, "hostedZoneId": "/hostedzone/Z0123"},
+            "context 'hostedZoneId' must be a Route 53 public hosted zone id",
+        ),
+        ({**DOMAIN, "hostedZoneId": "z0123abc"}, "context 'hostedZoneId' must be a Route 53 public hosted zone id"),
+        ({**DOMAIN, "hostedZoneId": "Z" + "0" * 32}, "context 'hostedZoneId' must be"),
+        # what a key needs
+        ({"domainName": "restate.example.com"}, "context 'domainName' needs context 'certificateArn'"),
+        ({"certificateArn": CERTIFICATE, "hostedZoneId": "Z0123"}, "context 'hostedZoneId' needs context 'domainName'"),
+        ({"deploymentMode": "cloud"}, "deploymentMode=cloud needs context 'clusterId' and 'authTokenSecretArn'"),
+        ({"deploymentMode": "cloud", "clusterId": "env_x"}, "needs context 'authTokenSecretArn'"),
+        # values from cdk.json that are not strings
+        (
+            {"prefix": 5},
+            "context 'prefix' must be 1-20 letters, digits or '-', starting with a letter, not the number 5",
+        ),
+        ({"certificateArn": True}, "context 'certificateArn' must be an ACM certificate ARN"),
+        ({"certificateArn": True}, "not the boolean true"),
+        (
+            {**CLOUD, "region": ["us"]},
+            "context 'region' must be one of us, eu (the Restate Cloud region), not the list [\"us\"]",
+        ),
+        ({**CLOUD, "clusterId": {"id": "env_abc123"}}, 'not the object {"id": "env_abc123"}'),
+        ({"deploymentMode": 1}, "context 'deploymentMode' must be 'self-hosted' or 'cloud', not the number 1"),
+        ({"deregisterOnDelete": 1}, "context 'deregisterOnDelete' must be true or false, not the number 1"),
+    ],
+)
+def test_a_bad_context_is_refused_in_one_line_naming_the_key(context: dict[str, Any], says: str) -> None:
+    assert says in refusal({**CDK_KEYS, **context})
+
+
+def test_an_unknown_key_is_refused_listing_every_valid_key() -> None:
+    listed = refusal({"colour": "blue"}).split("valid keys: ")[1]
+    assert listed.split(", ") == [key.name for key in CONTEXT_KEYS]
+
+
+def test_a_long_value_is_cut_short_in_the_message() -> None:
+    message = refusal({"prefix": "x" * 500})
+    assert len(message) < 200
+    assert message.endswith("...")
+
+
+# --- app.py as the CDK CLI runs it -----------------------------------------------------------
+
+
+def node_major() -> int:
+    node = shutil.which(os.environ.get("JSII_NODE", "node"))
+    if node is None:
+        pytest.skip("no Node.js, so jsii cannot start")
+    found = re.match(r"v(\d+)\.", subprocess.run([node, "--version"], capture_output=True, text=True).stdout)
+    assert found is not None
+    return int(found[1])
+
+
+@pytest.mark.parametrize(
+    ("context", "says"),
+    [
+        ({"prefx": "alice"}, "error: unknown context key 'prefx' (did you mean 'prefix'?); valid keys: prefix, "),
+        ({"prefix": ""}, "error: context 'prefix' is empty; leave it out for "),
+    ],
+)
+def test_app_refuses_a_bad_context_in_one_line_and_no_node_banner(
+    context: dict[str, str], says: str, tmp_path: Path
+) -> None:
+    # As the CDK CLI runs the app: context in CDK_CONTEXT_JSON (with cdk.json's flags), output folder in CDK_OUTDIR.
+    env = {**os.environ, "CDK_CONTEXT_JSON": json.dumps({**CDK_KEYS, **context}), "CDK_OUTDIR": str(tmp_path)}
+    env.pop(SILENCE_END_OF_LIFE, None)
+    done = subprocess.run([sys.executable, "app.py"], cwd=PROJECT_DIR, env=env, capture_output=True, text=True)
+    assert done.returncode == 1
+    lines = done.stderr.splitlines()
+    # jsii's end-of-life banner for an old Node.js came as bytes reprs (b'!! ... !!\n'), on import of aws_cdk
+    assert not [line for line in lines if line.startswith(("b'", 'b"'))]
+    warnings = [line for line in lines if line.startswith("warning: Node.js ")]
+    assert len(warnings) == (1 if node_major() < 22 else 0)
+    [error] = [line for line in lines if line not in warnings]
+    assert error.startswith(says)
+
+
+# --- the Node.js check before the CDK starts -------------------------------------------------
+
+
+def fake_node(tmp_path: Path, script: str) -> str:
+    node = tmp_path / "node"
+    node.write_text(f"#!/bin/sh\n{script}\n")
+    node.chmod(0o755)
+    return str(node)
+
+
+def test_an_end_of_life_node_gets_one_warning_line_and_no_jsii_banner(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("JSII_NODE", fake_node(tmp_path, "echo v18.20.4"))
+    monkeypatch.setenv(SILENCE_END_OF_LIFE, "16")
+    quiet_node_end_of_life_banner()
+    assert capsys.readouterr().err == (
+        "warning: Node.js v18.20.4 is end of life; the CDK works with it, but Node.js 22 or newer is recommended\n"
+    )
+    assert os.environ[SILENCE_END_OF_LIFE] == "16,18"
+
+
+@pytest.mark.parametrize(
+    ("script", "silenced"),
+    [
+        ("echo v22.12.0", None),  # supported
+        ("echo v24.1.0", None),
+        ("echo v20.20.2", "18, 20"),  # already silenced by whoever runs the app
+        ("exit 1", None),  # a broken node: jsii says what is wrong
+        ("echo nonsense", None),
+    ],
+)
+def test_a_supported_silenced_or_broken_node_gets_no_warning(
+    script: str,
+    silenced: str | None,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("JSII_NODE", fake_node(tmp_path, script))
+    if silenced is None:
+        monkeypatch.delenv(SILENCE_END_OF_LIFE, raising=False)
+    else:
+        monkeypatch.setenv(SILENCE_END_OF_LIFE, silenced)
+    quiet_node_end_of_life_banner()
+    assert capsys.readouterr().err == ""
+    assert os.environ.get(SILENCE_END_OF_LIFE) == silenced
+
+
+def test_no_node_gets_no_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("JSII_NODE", str(tmp_path / "missing" / "node"))
+    monkeypatch.delenv(SILENCE_END_OF_LIFE, raising=False)
+    quiet_node_end_of_life_banner()
+    assert capsys.readouterr().err == ""
+    assert SILENCE_END_OF_LIFE not in os.environ
