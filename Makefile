@@ -5,9 +5,17 @@ BIN := $(VENV)/bin
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: install host-tools dev dev-lambda test test-unit chaos audit bench package assets lint fmt clean
+.PHONY: install installed host-tools dev dev-lambda test test-unit chaos audit bench package assets lint fmt clean
 
-install: $(PY_STAMP) $(NODE_STAMP)
+# One install at a time: `make dev` and `make test` started together would both run pip and
+# npm over the same folders (and fail with "Text file busy"); the second waits, then finds
+# everything installed.
+install:
+	@mkdir -p build
+	@if command -v flock >/dev/null; then flock build/install.lock $(MAKE) --no-print-directory installed; \
+	else $(MAKE) --no-print-directory installed; fi
+
+installed: $(PY_STAMP) $(NODE_STAMP)
 
 # Reinstalled only when the dependency pins change, so later runs work offline.
 $(PY_STAMP): pyproject.toml constraints.txt

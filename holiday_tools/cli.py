@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import time
@@ -81,26 +82,39 @@ def dev(
     """Run the whole stack on 127.0.0.1 until Ctrl-C: moto, restate-server and the services."""
     ports = Ports(aws_port, ingress_port, admin_port, services_port, fabric_port, functions_port)
     stack = LocalStack(Path.cwd(), data_dir.resolve(), ports, services_log_to_terminal=True, mode=mode)
-    signal.signal(signal.SIGINT, _interrupt)  # even when started with SIGINT ignored (e.g. from `&`)
-    signal.signal(signal.SIGTERM, _interrupt)
+    # Ctrl-C, SIGTERM and SIGHUP (a closed terminal) all stop the stack the same way; SIGINT
+    # even when the shell started us with it ignored (`holiday dev &`).
+    for stop_signal in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(stop_signal, _interrupt)
     try:
         click.echo(f"Starting moto, restate-server and the services ({mode} mode) ...")
         stack.start()
         click.echo(_banner(stack))
         while not (dead := stack.dead()):
             time.sleep(0.5)
-        _fail(f"{', '.join(dead)} stopped unexpectedly; see {stack.log_dir}")
+        _fail(f"{', '.join(dead)} stopped unexpectedly; see the logs in {stack.log_dir}")
     except StackError as err:
         _fail(str(err))
     except KeyboardInterrupt:
-        click.echo("\nStopping ...")
+        _say("\nStopping ...")
     finally:
-        stack.stop()
+        # A second signal while stopping must not cut the stop short.
+        for stop_signal in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(stop_signal, signal.SIG_IGN)
+        killed = stack.stop()
+        if killed:
+            _say(f"{', '.join(killed)} did not stop in time and had to be killed; see the logs in {stack.log_dir}")
 
 
 def _interrupt(*_: object) -> NoReturn:
-    """Ctrl-C and SIGTERM both stop the stack cleanly."""
+    """Ctrl-C, SIGTERM and SIGHUP all stop the stack cleanly."""
     raise KeyboardInterrupt
+
+
+def _say(text: str) -> None:
+    """Print, unless the terminal has gone (after SIGHUP, say): stopping matters more than the line."""
+    with contextlib.suppress(OSError):
+        click.echo(text)
 
 
 def _banner(stack: LocalStack) -> str:

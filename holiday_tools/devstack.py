@@ -28,6 +28,8 @@ from holiday.storage import DynamoLedger
 from holiday_tools.processes import Process
 
 HOST = "127.0.0.1"
+# restate-server ends its invocations and flushes its state on SIGTERM; give it this long before SIGKILL.
+RESTATE_STOP_GRACE_S = 30.0
 LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
 
 # restate-server's defaults suit a cluster; one node on one laptop, whose AWS
@@ -138,7 +140,7 @@ class LocalStack:
     ports: Ports = field(default_factory=Ports)
     # Where the services send their AWS calls; tests put a fault-injecting proxy here.
     services_aws_endpoint: str | None = None
-    services_log_to_terminal: bool = False
+    services_log_to_terminal: bool = False  # and to services.log, as every process logs to log_dir
     partitions: int = 1
     mode: Mode = "http"
     settings: Settings = field(init=False)
@@ -208,17 +210,27 @@ class LocalStack:
             self.stop()
             raise
 
-    def stop(self) -> None:
-        """Stop in reverse order of start, so nothing is left behind."""
-        for name in reversed(list(self.processes)):
-            self.processes[name].stop()
+    def stop(self) -> list[str]:
+        """Stop everything; return the names of processes that had to be killed.
+
+        restate-server goes first, while the services and the stand-in still answer: it
+        then ends its invocations cleanly and exits by itself (callers cut off mid-call
+        can ask again with their idempotency key). Then the rest, newest first.
+        """
+        order = sorted(self.processes, key=lambda name: (name != "restate", -list(self.processes).index(name)))
+        killed = []
+        for name in order:
+            grace = RESTATE_STOP_GRACE_S if name == "restate" else 5.0
+            if not self.processes[name].stop(grace):
+                killed.append(name)
+        return killed
 
     def dead(self) -> list[str]:
         """Names of processes that have exited on their own."""
         return [name for name, p in self.processes.items() if not p.alive]
 
-    def _spawn(self, name: str, argv: list[str], env: dict[str, str], log: Path | None) -> Process:
-        process = Process(name, argv, env, log)
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str], log: Path, echo: bool = False) -> Process:
+        process = Process(name, argv, env, log, echo)
         process.start()
         self.processes[name] = process
         return process
@@ -284,7 +296,6 @@ class LocalStack:
             "PYTHONUNBUFFERED": "1",
         }
         env.pop("AWS_LAMBDA_FUNCTION_NAME", None)  # would turn restate.app into a Lambda handler
-        log = None if self.services_log_to_terminal else self.log_dir / "services.log"
         if self.mode == "lambda":
             argv = [
                 sys.executable,
@@ -300,7 +311,7 @@ class LocalStack:
         else:
             argv = [sys.executable, "-m", "holiday_tools.server", "--host", HOST, "--port", str(self.ports.services)]
             health = f"{self.services_url}/health"
-        self._spawn("services", argv, env, log)
+        self._spawn("services", argv, env, self.log_dir / "services.log", echo=self.services_log_to_terminal)
         wait_until(http_ok(health), f"services on {self.services_url}")
 
     def restart_services(self, kill: bool = True) -> None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import io
 import os
 import signal
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -31,42 +34,63 @@ def die_with_parent() -> None:
 
 @dataclass
 class Process:
-    """One child process, with its log."""
+    """One child process; its output goes to its log file, and with `echo` to our terminal too."""
 
     name: str
     argv: list[str]
     env: dict[str, str]
-    log: Path | None  # None: share our terminal
+    log: Path
+    echo: bool = False
     popen: subprocess.Popen[bytes] | None = None
     _log_file: IO[bytes] | None = field(default=None, repr=False)
+    _pump: threading.Thread | None = field(default=None, repr=False)
 
     def start(self) -> None:
-        if self.log is not None:
-            self.log.parent.mkdir(parents=True, exist_ok=True)
-            self._log_file = self.log.open("ab")
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        self._log_file = self.log.open("ab")
         self.popen = subprocess.Popen(
             self.argv,
             env=self.env,
             stdin=subprocess.DEVNULL,
-            stdout=self._log_file,
-            stderr=subprocess.STDOUT if self._log_file else None,
+            stdout=subprocess.PIPE if self.echo else self._log_file,
+            stderr=subprocess.STDOUT,
             preexec_fn=die_with_parent,
         )
+        if self.echo:
+            self._pump = threading.Thread(target=self._copy_output, name=f"{self.name}-output", daemon=True)
+            self._pump.start()
+
+    def _copy_output(self) -> None:
+        """Copy the child's output to its log and to our terminal, which may be gone (a closed window)."""
+        assert self.popen is not None
+        assert self._log_file is not None
+        output = self.popen.stdout
+        assert isinstance(output, io.BufferedReader)
+        log, terminal = self._log_file, sys.stdout.buffer
+        for chunk in iter(lambda: output.read1(65536), b""):
+            log.write(chunk)
+            log.flush()
+            with contextlib.suppress(OSError, ValueError):
+                terminal.write(chunk)
+                terminal.flush()
 
     @property
     def alive(self) -> bool:
         return self.popen is not None and self.popen.poll() is None
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """SIGTERM, then SIGKILL if it has not gone within `timeout`."""
+    def stop(self, timeout: float = 5.0) -> bool:
+        """SIGTERM, then SIGKILL if it has not gone within `timeout`. True if it exited by itself."""
+        by_itself = True
         if self.popen is not None and self.alive:
             self.popen.terminate()
             try:
                 self.popen.wait(timeout)
             except subprocess.TimeoutExpired:
+                by_itself = False
                 self.popen.kill()
                 self.popen.wait()
         self._close_log()
+        return by_itself
 
     def kill(self) -> None:
         """SIGKILL: a crash, as the crash tests want it."""
@@ -76,6 +100,9 @@ class Process:
         self._close_log()
 
     def _close_log(self) -> None:
+        if self._pump is not None:
+            self._pump.join(timeout=5)  # the pipe ends when the child (and whatever it started) is gone
+            self._pump = None
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None

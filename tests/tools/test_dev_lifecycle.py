@@ -1,0 +1,229 @@
+"""`holiday dev` as people start and stop it: Ctrl-C under load, SIGTERM, a closed terminal, SIGKILL.
+
+Each test runs the real command in its own process on free ports, and checks what a user
+would notice afterwards: the exit, what was printed, and that no process and no port is left.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import httpx
+import pytest
+
+from holiday_tools.devstack import Ports
+from tests.support import PROJECT_DIR, poll
+
+
+def children_of(pid: int) -> set[int]:
+    """Every live descendant of `pid`, from /proc."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue  # gone meanwhile
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def alive(pids: set[int]) -> set[int]:
+    """Those of `pids` still running (a zombie has exited: it only waits to be reaped)."""
+    running = set()
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            running.add(pid)
+    return running
+
+
+def listening(ports: Ports) -> list[int]:
+    busy = []
+    for port in vars(ports).values():
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                busy.append(port)
+    return busy
+
+
+@dataclass
+class Dev:
+    """A running `holiday dev`, its ports, and everything it printed."""
+
+    popen: subprocess.Popen[str]
+    ports: Ports
+    data_dir: Path
+    output: list[str]
+
+    @property
+    def ingress(self) -> str:
+        return f"http://127.0.0.1:{self.ports.ingress}"
+
+    def printed(self) -> str:
+        return "".join(self.output)
+
+
+def start_dev(mode: str, data_dir: Path, ports: Ports | None = None) -> Dev:
+    ports = ports or Ports.free()
+    flags = [f"--{name}-port={port}" for name, port in vars(ports).items()] + [f"--mode={mode}"]
+    popen = subprocess.Popen(
+        [sys.executable, "-m", "holiday_tools.cli", "dev", *flags, "--data-dir", str(data_dir)],
+        cwd=PROJECT_DIR,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env={k: v for k, v in os.environ.items() if not k.startswith("HOLIDAY_")},
+    )
+    dev = Dev(popen, ports, data_dir, [])
+    ready = threading.Event()
+
+    def read() -> None:
+        assert popen.stdout is not None
+        for line in popen.stdout:
+            dev.output.append(line)
+            if line.startswith("Ctrl-C stops everything"):
+                ready.set()
+        ready.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    assert ready.wait(90), dev.printed()
+    assert popen.poll() is None, dev.printed()
+    return dev
+
+
+@pytest.fixture
+def dev_stacks() -> Iterator[list[Dev]]:
+    """Every `holiday dev` a test starts is gone afterwards, whatever the test did."""
+    started: list[Dev] = []
+    yield started
+    for dev in started:
+        if dev.popen.poll() is None:
+            dev.popen.kill()
+            dev.popen.wait()
+
+
+def book(dev: Dev) -> None:
+    response = httpx.post(f"{dev.ingress}/trips/reserve", json={}, timeout=60)
+    assert response.status_code == 200, response.text
+
+
+def assert_stopped_cleanly(dev: Dev, family: set[int]) -> None:
+    """Exit 0 with the stopping line, no traceback, nothing killed, no process or port left."""
+    assert dev.popen.wait(timeout=60) == 0, dev.printed()
+    poll(lambda: alive(family), lambda left: not left, "every process of the stack to be gone", timeout=10)
+    poll(lambda: listening(dev.ports), lambda busy: not busy, "every port to be closed", timeout=10)
+    printed = dev.printed()
+    assert "Stopping ..." in printed
+    assert "Traceback" not in printed
+    assert "CancelledError" not in printed
+    assert "had to be killed" not in printed  # restate-server and the rest exited by themselves
+
+
+@pytest.mark.parametrize("mode", ["http", "lambda"])
+def test_ctrl_c_under_load_stops_everything_by_itself(mode: str, tmp_path: Path, dev_stacks: list[Dev]) -> None:
+    dev = start_dev(mode, tmp_path)
+    dev_stacks.append(dev)
+    book(dev)
+    family = children_of(dev.popen.pid)
+    answered, cut_off = [], []
+    stop = threading.Event()
+
+    def caller(n: int) -> None:
+        # A bounded loop: at most 50 trips per caller, and none once the stack is stopping.
+        for i in range(50):
+            if stop.is_set():
+                return
+            key = f"load-{n}-{i}"
+            try:
+                response = httpx.post(
+                    f"{dev.ingress}/trips/reserve", json={}, headers={"idempotency-key": key}, timeout=30
+                )
+                answered.append(response.status_code)
+            except httpx.HTTPError:
+                cut_off.append(key)  # what the README tells such a caller: ask again with the key
+
+    with ThreadPoolExecutor(32) as pool:
+        for n in range(32):
+            pool.submit(caller, n)
+        poll(lambda: len(answered), lambda count: count >= 32, "32 trips booked under load", timeout=60)
+        dev.popen.send_signal(signal.SIGINT)
+        assert_stopped_cleanly(dev, family)
+        stop.set()
+    assert set(answered) <= {200}  # every answer that came was a booking, never a 5xx
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGHUP])
+def test_sigterm_and_a_closed_terminal_stop_as_ctrl_c_does(
+    stop_signal: signal.Signals, tmp_path: Path, dev_stacks: list[Dev]
+) -> None:
+    dev = start_dev("http", tmp_path)
+    dev_stacks.append(dev)
+    book(dev)
+    family = children_of(dev.popen.pid)
+    assert family
+    dev.popen.send_signal(stop_signal)
+    assert_stopped_cleanly(dev, family)
+
+
+@pytest.mark.parametrize("mode", ["http", "lambda"])
+def test_sigkill_leaves_no_process_and_no_port_behind(mode: str, tmp_path: Path, dev_stacks: list[Dev]) -> None:
+    dev = start_dev(mode, tmp_path)
+    dev_stacks.append(dev)
+    book(dev)
+    family = children_of(dev.popen.pid)
+    dev.popen.kill()
+    dev.popen.wait()
+    poll(lambda: alive(family), lambda left: not left, "every process of the stack to die with it", timeout=10)
+    poll(lambda: listening(dev.ports), lambda busy: not busy, "every port to be closed", timeout=10)
+    time.sleep(0.5)  # whatever a dying process might still print has had its chance
+    assert "Traceback" not in dev.printed()
+
+
+def test_dev_starts_again_at_once_on_the_ports_it_just_used(tmp_path: Path, dev_stacks: list[Dev]) -> None:
+    # Stopping leaves connections in TIME_WAIT on those ports; the servers can bind them again.
+    first = start_dev("http", tmp_path / "first")
+    dev_stacks.append(first)
+    for _ in range(5):
+        book(first)
+    first.popen.send_signal(signal.SIGINT)
+    assert first.popen.wait(timeout=60) == 0
+    second = start_dev("http", tmp_path / "second", first.ports)
+    dev_stacks.append(second)
+    book(second)
+
+
+def test_dev_refuses_a_busy_port_by_name(tmp_path: Path) -> None:
+    # Every other port free, so this holds beside a `make dev` on the default ports.
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        ports = replace(Ports.free(), ingress=busy.getsockname()[1])
+        flags = [f"--{name}-port={port}" for name, port in vars(ports).items()]
+        done = subprocess.run(
+            [sys.executable, "-m", "holiday_tools.cli", "dev", *flags, "--data-dir", str(tmp_path)],
+            cwd=PROJECT_DIR,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 1
+    says = f"port {ports.ingress} (ingress) is already in use; choose another with --ingress-port"
+    assert says in done.stdout + done.stderr
