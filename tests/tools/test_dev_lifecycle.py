@@ -227,3 +227,21 @@ def test_dev_refuses_a_busy_port_by_name(tmp_path: Path) -> None:
     assert done.returncode == 1
     says = f"port {ports.ingress} (ingress) is already in use; choose another with --ingress-port"
     assert says in done.stdout + done.stderr
+
+
+def test_when_the_services_die_dev_says_so_and_their_log_is_where_it_points(
+    tmp_path: Path, dev_stacks: list[Dev]
+) -> None:
+    dev = start_dev("http", tmp_path)
+    dev_stacks.append(dev)
+    book(dev)
+    [services] = [
+        pid
+        for pid in children_of(dev.popen.pid)
+        if b"holiday_tools.server" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    ]
+    os.kill(services, signal.SIGKILL)
+    assert dev.popen.wait(timeout=30) == 1
+    logs = tmp_path.resolve() / "logs"
+    assert f"error: services stopped unexpectedly; see the logs in {logs}" in dev.printed()
+    assert "trips: trip=" in (logs / "services.log").read_text()  # the trip it booked, in the services' own log
