@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 MAX_BODY_BYTES = 16 * 1024
+CENT = Decimal("0.01")
 TRIP_ID_RULE = "1 to 64 characters of A-Z, a-z, 0-9, '_' and '-'"
 TripId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 
@@ -38,6 +39,15 @@ def _as_utc(value: datetime) -> datetime:
 
 # Strict: an ISO 8601 date-time string only, not a bare date or a number of seconds.
 Time = Annotated[datetime, StrictInput(), AfterValidator(_as_utc)]
+
+
+def _to_the_cent(value: Decimal) -> Decimal:
+    """5, "5" and 5.0 are one amount, so it is stored and logged as 5.00 however it was written."""
+    return value.quantize(CENT)
+
+
+# A string or a JSON number, read from its digits (never through a binary float): see `TripRequest.parse`.
+Amount = Annotated[Decimal, Field(gt=0, le=100_000, decimal_places=2), AfterValidator(_to_the_cent)]
 
 
 class RowStatus(StrEnum):
@@ -109,7 +119,7 @@ class TripRequest(TimesInOrder):
     car_class: Annotated[str, StringConstraints(min_length=1, max_length=32)] = "economy"
     rental_from: Time | None = None
     rental_to: Time | None = None
-    amount: Annotated[Decimal, Field(gt=0, le=100_000, decimal_places=2)] = Decimal("450.00")
+    amount: Amount = Decimal("450.00")
     currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")] = "EUR"
 
     @field_validator("trip_id", mode="wrap")
@@ -131,32 +141,50 @@ class TripRequest(TimesInOrder):
 
     @classmethod
     def parse(cls, body: bytes | None) -> TripRequest:
-        """Read a request body: `{}`, empty, flat fields, or the `{"request": {...}}` wrapper.
+        """Read a request body: `{}`, flat fields, or the `{"request": {...}}` wrapper.
 
-        Raises `BadRequest` naming the problem, before anything is written.
+        Raises `BadRequest` naming the problem, before anything is written. A body
+        with nothing in it is refused: that is what a browser or a link preview
+        sends, and it must not book a holiday.
         """
         if body and len(body) > MAX_BODY_BYTES:
             raise BadRequest(f"request body is {len(body)} bytes; the limit is {MAX_BODY_BYTES}", 413)
         if not body or not body.strip(b" \t\r\n"):  # JSON's own whitespace, nothing else
-            return cls()
+            raise BadRequest("request body is empty; send a JSON object, {} for all defaults")
         try:
             text = body.decode("utf-8")
         except UnicodeDecodeError as err:
             raise BadRequest(f"request body is not valid UTF-8: {err.reason} at byte {err.start}") from None
         try:
-            data = json.loads(text)
+            # Decimal, not float: 19.999999999999999999 must be refused, not rounded to 20.
+            data = json.loads(text, object_pairs_hook=_once_each, parse_float=Decimal)
         except RecursionError:
             raise BadRequest("request body is nested too deeply") from None
+        except BadRequest:
+            raise
         except ValueError as err:
             raise BadRequest(f"request body is not valid JSON: {err}") from None
         if isinstance(data, dict) and set(data) == {"request"}:
             data = data["request"] if data["request"] is not None else {}
         if not isinstance(data, dict):
             raise BadRequest(f"request must be a JSON object, not {type(data).__name__}")
+        if isinstance(data.get("amount"), Decimal):
+            data["amount"] = str(data["amount"])  # its exact digits; a decimal string is read the same way
         try:
-            return cls.model_validate_json(json.dumps(data))
+            # Any other fractional number is in a field that takes none: float() only serves its message.
+            return cls.model_validate_json(json.dumps(data, default=float))
         except ValidationError as err:
             raise BadRequest(describe(err)) from None
+
+
+def _once_each(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object whose keys are all different: with a key twice, which one counts is anyone's guess."""
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise BadRequest(f"request body has the key {json.dumps(key)} more than once; send each key once")
+        seen.add(key)
+    return dict(pairs)
 
 
 def describe(err: ValidationError) -> str:

@@ -26,6 +26,8 @@ BOOT_SCRIPT = Path(__file__).resolve().parent / "bootstrap.sh"
 # How the ingress is served: by nginx on the host with a self-signed certificate,
 # or by a load balancer with an ACM certificate that reaches Restate on 8080.
 TlsMode = Literal["self-signed", "load-balancer"]
+# The longest idempotency-key the TLS front passes on (Restate itself keeps keys of any length).
+MAX_IDEMPOTENCY_KEY = 256
 
 
 @dataclass(frozen=True)
@@ -104,7 +106,12 @@ http {{
     ssl_certificate_key {layout.key};
     ssl_protocols TLSv1.2 TLSv1.3;
     client_max_body_size 1m;
+    default_type application/json;
     location / {{
+      # Restate stores an idempotency key as sent, and the services never see it: its length is capped here.
+      if ($http_idempotency_key ~ "^.{{{MAX_IDEMPOTENCY_KEY + 1}}}") {{
+        return 400 '{{"code":400,"message":"idempotency-key is longer than {MAX_IDEMPOTENCY_KEY} characters"}}';
+      }}
       # Only the ingress: the admin API (9070) is never reachable through here.
       proxy_pass http://{layout.upstream};
       proxy_http_version 1.1;

@@ -24,9 +24,16 @@ import pytest
 from holiday.functions import FUNCTIONS
 from holiday_tools.devstack import LOCAL_CREDENTIALS, LocalStack, Ports, http_ok, restate_server_binary, wait_until
 from holiday_tools.processes import Process
-from infra.host.config import NodeLayout, TlsLayout, nginx_config, restate_config, self_signed_certificate_command
+from infra.host.config import (
+    MAX_IDEMPOTENCY_KEY,
+    NodeLayout,
+    TlsLayout,
+    nginx_config,
+    restate_config,
+    self_signed_certificate_command,
+)
 from infra.registration.handler import on_event
-from tests.support import PROJECT_DIR, FakeContext, event, poll
+from tests.support import PROJECT_DIR, TABLES, FakeContext, event, poll, rows
 
 NGINX_UNPACKED = PROJECT_DIR / "build" / "host-tools" / "usr" / "sbin" / "nginx"  # `make host-tools`
 
@@ -205,3 +212,27 @@ def test_cloudformation_updates_rollbacks_and_deletes_keep_trips_booking(node: N
     )
     assert updated["PhysicalResourceId"] in {d["id"] for d in listed}
     assert node.curl("/trips/reserve", "--json", "{}")[0] == 200
+
+
+@pytest.mark.parametrize(
+    ("length", "status"), [(MAX_IDEMPOTENCY_KEY, 200), (MAX_IDEMPOTENCY_KEY + 1, 400), (10_000, 400)]
+)
+def test_nginx_refuses_an_overlong_idempotency_key_and_nothing_is_written(
+    node: Node, trip_id: str, length: int, status: int
+) -> None:
+    # Restate would keep a key of any length (the services never see it), so the host's TLS front caps it.
+    response = httpx.post(
+        f"{node.https_url}/trips/reserve",
+        json={"trip_id": trip_id},
+        headers={"idempotency-key": "k" * length},
+        verify=False,  # the host's self-signed certificate, as curl -k
+        timeout=60,
+    )
+    assert response.status_code == status, response.text
+    booked = {table: len(rows(node.stack, table, trip_id)) for table in TABLES}
+    assert booked == ({"flights": 1, "cars": 1, "payments": 1} if status == 200 else dict.fromkeys(TABLES, 0))
+    if length == MAX_IDEMPOTENCY_KEY + 1:
+        assert response.json() == {
+            "code": 400,
+            "message": f"idempotency-key is longer than {MAX_IDEMPOTENCY_KEY} characters",
+        }

@@ -2,8 +2,9 @@
 
 A refusal is a 4xx with a JSON `message` that names the problem, and nothing
 written: no table row, no announcement. Hypothesis builds the requests (wrong
-types, oversized or malformed bodies, bad ids, odd content types), so the
-refusals are checked far beyond the hand-picked cases of test_e2e_requests.py.
+types, oversized, empty or malformed bodies, keys given twice, bad ids, odd
+content types), so the refusals are checked far beyond the hand-picked cases
+of test_e2e_requests.py.
 Afterwards the same stack must still book a trip.
 """
 
@@ -92,6 +93,8 @@ def wrong_type(draw: st.DrawFn) -> Hostile:
             | st.integers(min_value=100_001).map(str)
             | st.floats(max_value=0, allow_nan=False, allow_infinity=False).map(json.dumps)
             | st.decimals(min_value=1, max_value=99_999, places=3).map(str).filter(lambda d: not d.endswith("0"))
+            # Past the cents by less than a binary float can hold: read as a float, it would pass.
+            | st.builds(lambda whole, zeros: f"{whole}.{'0' * zeros}1", st.integers(1, 100_000), st.integers(14, 40))
         )
     else:  # a required string (with a default): null is wrong here
         raw = json.dumps(draw(st.none() | _not_strings))
@@ -158,6 +161,26 @@ def unknown_field(draw: st.DrawFn) -> Hostile:
         fields["trip_id"] = "sibling"
     body = _dumps({"request": fields} if name != "request" and draw(st.booleans()) else fields)
     return Hostile("unknown field", body, says=f"{name or 'request'}: Extra inputs are not permitted")
+
+
+@st.composite
+def duplicate_key(draw: st.DrawFn) -> Hostile:
+    """A key twice in one object: at the top, in the wrapper, or deeper inside a field's value."""
+    key = draw(st.sampled_from(sorted(KNOWN_FIELDS)) | st.text(max_size=8))
+    first, second = draw(_json), draw(_json)  # any two values, even the same one
+    pair = f"{json.dumps(key)}: {json.dumps(first)}, {json.dumps(key)}: {json.dumps(second)}"
+    where = draw(st.sampled_from(["top", "wrapper", "field"]))
+    body = {"top": f"{{{pair}}}", "wrapper": f'{{"request": {{{pair}}}}}', "field": f'{{"depart_city": [{{{pair}}}]}}'}
+    return Hostile("duplicate key", body[where].encode(), f"request body has the key {json.dumps(key)} more than once")
+
+
+@st.composite
+def no_body(draw: st.DrawFn) -> Hostile:
+    """Nothing but JSON whitespace, or nothing at all: a request with no body books nothing."""
+    body = draw(st.text(alphabet=" \t\r\n", max_size=20)).encode()
+    if not body:  # the ingress refuses an empty body it was told is JSON, before the handler
+        return Hostile("no body", body, "Empty body not allowed")
+    return Hostile("blank body", body, "request body is empty; send a JSON object, {} for all defaults")
 
 
 @st.composite
@@ -287,6 +310,8 @@ hostile_requests = st.one_of(
     bad_trip_id(),
     bad_run_type(),
     unknown_field(),
+    duplicate_key(),
+    no_body(),
     not_an_object(),
     deeply_nested(),
     invalid_utf8(),
@@ -311,6 +336,16 @@ hostile_requests = st.one_of(
     case=Hostile("typo", b'{"runtype": "failPayment"}', "runtype: Extra inputs"), with_key=False, json_charset=False
 )
 @example(case=Hostile("no type", b"{}", "Empty content-type", headers={}), with_key=True, json_charset=False)
+@example(
+    case=Hostile("no body, no type", b"", "request body is empty; send a JSON object", headers={}),
+    with_key=False,
+    json_charset=False,
+)
+@example(
+    case=Hostile("key twice", b'{"run_type": "failPayment", "run_type": null}', 'the key "run_type" more than once'),
+    with_key=False,
+    json_charset=False,
+)
 def test_hostile_input_is_refused_naming_the_problem_and_writes_nothing(
     case: Hostile, with_key: bool, json_charset: bool, stack: LocalStack, ingress: httpx.Client, inbox: Inbox
 ) -> None:

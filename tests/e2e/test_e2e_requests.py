@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
 
 import httpx
 import pytest
 
 from holiday.models import RunType
 from holiday_tools.devstack import LocalStack
-from tests.support import Inbox, row_count, statuses
+from tests.support import Inbox, row_count, rows, statuses
 
 BOOKED = {"flights": ["confirmed"], "cars": ["confirmed"], "payments": ["charged"]}
 
@@ -48,6 +49,22 @@ BAD_BODIES = {
     "a bare date as a time": (b'{"rental_to": "2027-01-01"}', 400, "rental_to: Input should be a valid datetime"),
     "whitespace that JSON does not allow": (b"\x0b", 400, "request body is not valid JSON"),
     "oversize body": (json.dumps({"depart_city": "x" * 20_000}).encode(), 413, "the limit is 16384"),
+    "a key twice": (
+        b'{"run_type": "failPayment", "run_type": null}',
+        400,
+        'request body has the key "run_type" more than once; send each key once',
+    ),
+    "a key twice in the wrapper": (
+        b'{"request": {"run_type": "failPayment", "run_type": null}}',
+        400,
+        'request body has the key "run_type" more than once',
+    ),
+    "only whitespace": (b" \r\n", 400, "request body is empty; send a JSON object, {} for all defaults"),
+    "an amount a float would round to 20": (
+        b'{"amount": 19.999999999999999999}',
+        400,
+        "amount: Decimal input should have no more than 2 decimal places",
+    ),
 }
 
 
@@ -61,6 +78,35 @@ def test_bad_input_is_a_4xx_naming_the_problem_and_writes_nothing(
     assert response.status_code == status, response.text
     assert says in response.json()["message"]
     assert (row_count(stack), inbox.count()) == (rows_before, messages_before)
+
+
+@pytest.mark.parametrize(
+    ("method", "headers", "says"),
+    [
+        # What a browser's address bar or a link preview sends: the ingress lets a GET through.
+        ("GET", {}, "request body is empty; send a JSON object, {} for all defaults"),
+        ("POST", {}, "request body is empty; send a JSON object, {} for all defaults"),
+        ("POST", {"content-type": "application/json"}, "Empty body not allowed"),  # the ingress's own refusal
+    ],
+)
+def test_a_request_without_a_body_is_refused_and_books_nothing(
+    method: str, headers: dict[str, str], says: str, stack: LocalStack, ingress: httpx.Client, inbox: Inbox
+) -> None:
+    rows_before, messages_before = row_count(stack), inbox.count()
+    response = ingress.request(method, "/trips/reserve", headers=headers)
+    assert response.status_code == 400, response.text
+    assert says in response.json()["message"]
+    assert (row_count(stack), inbox.count()) == (rows_before, messages_before)
+
+
+@pytest.mark.parametrize(("amount", "charged"), [(19.99, "19.99"), ("19.99", "19.99"), (5, "5")])
+def test_an_amount_may_be_a_json_number_and_is_charged_exactly(
+    amount: object, charged: str, trip_id: str, stack: LocalStack, ingress: httpx.Client
+) -> None:
+    response = ingress.post("/trips/reserve", json={"trip_id": trip_id, "amount": amount})
+    assert response.status_code == 200, response.text
+    [payment] = rows(stack, "payments", trip_id)
+    assert payment["amount"] == Decimal(charged)
 
 
 def test_a_body_that_is_not_json_by_content_type_is_refused(stack: LocalStack, ingress: httpx.Client) -> None:

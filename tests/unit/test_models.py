@@ -9,11 +9,66 @@ import pytest
 from holiday.models import BadRequest, RunType, TripRequest
 
 
-@pytest.mark.parametrize("raw", [None, b"", b"  ", b"{}", b'{"request": {}}', b'{"request": null}'])
-def test_empty_means_a_new_trip_with_defaults(raw: bytes | None) -> None:
+@pytest.mark.parametrize("raw", [b"{}", b" {}\n", b'{"request": {}}', b'{"request": null}'])
+def test_an_empty_object_means_a_new_trip_with_defaults(raw: bytes) -> None:
     request = TripRequest.parse(raw)
     assert (request.trip_id, request.run_type) == (None, None)
     assert (request.depart_city, request.amount, request.currency) == ("Dublin", Decimal("450.00"), "EUR")
+
+
+@pytest.mark.parametrize("raw", [None, b"", b"  ", b"\r\n\t"])
+def test_no_body_is_refused_not_booked_with_defaults(raw: bytes | None) -> None:
+    with pytest.raises(BadRequest) as caught:
+        TripRequest.parse(raw)
+    assert str(caught.value) == "request body is empty; send a JSON object, {} for all defaults"
+    assert caught.value.status == 400
+
+
+@pytest.mark.parametrize(
+    ("raw", "key"),
+    [
+        (b'{"run_type": "failPayment", "run_type": null}', "run_type"),
+        (b'{"request": {"run_type": "failPayment", "run_type": null}}', "run_type"),
+        (b'{"request": {"trip_id": "a"}, "request": {"trip_id": "b"}}', "request"),
+        (b'{"trip_id": "a", "depart_city": {"x": [{"y": 1, "y": 2}]}}', "y"),
+        (b'{"amount": "5.00", "amount": "500.00"}', "amount"),
+    ],
+)
+def test_a_key_given_twice_is_refused_naming_it(raw: bytes, key: str) -> None:
+    with pytest.raises(BadRequest) as caught:
+        TripRequest.parse(raw)
+    assert str(caught.value) == f'request body has the key "{key}" more than once; send each key once'
+    assert caught.value.status == 400
+
+
+@pytest.mark.parametrize(
+    ("raw", "amount"),
+    [
+        (b'{"amount": "19.99"}', "19.99"),
+        (b'{"amount": 19.99}', "19.99"),
+        (b'{"amount": 5}', "5.00"),
+        (b'{"amount": "5"}', "5.00"),
+        (b'{"amount": 12.5}', "12.50"),
+        (b'{"amount": 1e2}', "100.00"),
+        (b'{"request": {"amount": 100000}}', "100000.00"),
+    ],
+)
+def test_an_amount_is_a_decimal_string_or_a_json_number_kept_to_the_cent(raw: bytes, amount: str) -> None:
+    assert str(TripRequest.parse(raw).amount) == amount
+
+
+@pytest.mark.parametrize(
+    "number",
+    [
+        b"19.999999999999999999",  # a float would make it 20.0
+        b"100000.000000000001",  # a float would make it 100000.0, within the limit
+        b"0.30000000000000004",  # 0.1 + 0.2 in a binary float
+    ],
+)
+def test_an_amount_with_more_than_cents_is_refused_however_a_float_would_round_it(number: bytes) -> None:
+    with pytest.raises(BadRequest) as caught:
+        TripRequest.parse(b'{"amount": ' + number + b"}")
+    assert str(caught.value) == "invalid trip request: amount: Decimal input should have no more than 2 decimal places"
 
 
 @pytest.mark.parametrize(
