@@ -14,6 +14,11 @@ class QuietServer(ThreadingHTTPServer):
     """
 
     daemon_threads = True
+    # Connections the kernel holds until the accept loop takes them. socketserver's 5
+    # overflows under a burst (100 trips at once are hundreds of Lambda invocations
+    # arriving together), and an overflowed connect is retried only after a second or
+    # more. The kernel caps it at net.core.somaxconn; an unused backlog costs nothing.
+    request_queue_size = socket.SOMAXCONN
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         pass

@@ -10,6 +10,9 @@ from holiday_tools.locallambda.runtime import FunctionSpec, LocalLambda
 
 
 def _stop(*_: object) -> NoReturn:
+    # A second signal must not cut the cleanup short with a traceback.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     raise KeyboardInterrupt
 
 
@@ -21,24 +24,27 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds per invocation, as on the function")
     parser.add_argument("--memory", type=int, default=256, help="MB, reported to the handler")
     parser.add_argument(
+        "--max-workers", type=int, default=FunctionSpec.max_workers, help="per function (default: cores, at least 2)"
+    )
+    parser.add_argument(
         "--function", action="append", required=True, metavar="NAME=MODULE.ATTR", help="a function and its handler"
     )
     args = parser.parse_args(argv)
     specs = []
     for item in args.function:
         name, _, handler = item.partition("=")
-        specs.append(FunctionSpec(name, handler, timeout=args.timeout, memory_mb=args.memory))
-    runtime = LocalLambda(specs, args.host, args.port, args.region)
+        specs.append(FunctionSpec(name, handler, args.timeout, args.memory, args.max_workers))
     signal.signal(signal.SIGTERM, _stop)
-    print(f"local Lambda on http://{args.host}:{args.port}: {', '.join(s.name for s in specs)}", flush=True)
+    signal.signal(signal.SIGINT, _stop)
     try:
-        runtime.serve_forever()
+        runtime = LocalLambda(specs, args.host, args.port, args.region)
+        print(f"local Lambda on http://{args.host}:{args.port}: {', '.join(s.name for s in specs)}", flush=True)
+        try:
+            runtime.serve_forever()
+        finally:
+            runtime.close()
     except KeyboardInterrupt:
         pass
-    finally:
-        runtime.server.server_close()
-        for pool in runtime.pools.values():
-            pool.stop()
 
 
 if __name__ == "__main__":

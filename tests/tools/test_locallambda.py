@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -20,7 +21,7 @@ from tests.support import PROJECT_DIR
 
 @pytest.fixture(scope="module")
 def runtime() -> Iterator[LocalLambda]:
-    specs = [FunctionSpec(name, f"tests.lambda_handlers.{name}") for name in ("echo", "boom", "die")]
+    specs = [FunctionSpec(name, f"tests.lambda_handlers.{name}") for name in ("echo", "boom", "die", "missing")]
     specs.append(FunctionSpec("slow", "tests.lambda_handlers.slow", timeout=1.0, max_workers=3))
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(PROJECT_DIR)}
     local = LocalLambda(specs, HOST, Ports.free().functions, "eu-west-1", env=env)
@@ -82,6 +83,13 @@ def test_a_worker_that_exits_is_reported_as_lambda_does(client: Any) -> None:
     assert payload["errorMessage"].endswith("Runtime exited with error: exit status 3")
 
 
+def test_a_handler_that_fails_to_import_fails_the_invocation_as_lambda_does(client: Any) -> None:
+    error, payload = invoke(client, "missing")  # tests.lambda_handlers has no `missing`
+    assert error == "Unhandled"
+    assert payload["errorType"] == "Runtime.ExitError"
+    assert payload["errorMessage"].endswith("Runtime exited with error: exit status 1")
+
+
 def test_concurrent_invocations_get_their_own_workers_up_to_the_limit(client: Any, runtime: LocalLambda) -> None:
     with ThreadPoolExecutor(5) as pool:
         pids = list(pool.map(lambda _: invoke(client, "slow", {"seconds": 0.3})[1], range(5)))
@@ -93,3 +101,25 @@ def test_an_unknown_function_is_resource_not_found(client: Any) -> None:
     with pytest.raises(ClientError) as caught:
         client.invoke(FunctionName="nope", Payload=b"{}")
     assert caught.value.response["Error"]["Code"] == "ResourceNotFoundException"
+
+
+def test_a_burst_of_connections_is_queued_and_answered_not_refused(runtime: LocalLambda) -> None:
+    """Far more connections at once than socketserver's default backlog of 5.
+
+    On loopback the kernel completes a connect at once while the listen backlog has
+    room; past it the connect is dropped and only tried again a second later.
+    """
+    port = runtime.server.server_address[1]
+    request = f"POST /2015-03-31/functions/echo/invocations HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 2\r\n\r\n{{}}"
+    connections = []
+    try:
+        for _ in range(200):
+            connections.append(socket.create_connection((HOST, port), timeout=0.5))
+        for connection in connections:
+            connection.settimeout(30)
+            connection.sendall(request.encode())
+        statuses = [connection.makefile("rb").readline() for connection in connections]
+    finally:
+        for connection in connections:
+            connection.close()
+    assert statuses == [b"HTTP/1.1 200 OK\r\n"] * 200
