@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -32,6 +33,12 @@ def die_with_parent() -> None:
     exit_with_parent()
 
 
+# Every child is started from this one thread, which lives as long as we do: Linux sends the
+# parent-death signal when the *thread* that started a child ends, so a child started from a
+# short-lived thread (a chaos injector restarting restate-server, say) would die with it.
+_SPAWNER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spawner")
+
+
 @dataclass
 class Process:
     """One child process; its output goes to its log file, and with `echo` to our terminal too."""
@@ -48,14 +55,15 @@ class Process:
     def start(self) -> None:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         self._log_file = self.log.open("ab")
-        self.popen = subprocess.Popen(
+        self.popen = _SPAWNER.submit(
+            subprocess.Popen,
             self.argv,
             env=self.env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE if self.echo else self._log_file,
             stderr=subprocess.STDOUT,
             preexec_fn=die_with_parent,
-        )
+        ).result()
         if self.echo:
             self._pump = threading.Thread(target=self._copy_output, name=f"{self.name}-output", daemon=True)
             self._pump.start()
