@@ -16,6 +16,7 @@ the ones still retrying a failure.
 
 from __future__ import annotations
 
+import re
 import time
 from collections import defaultdict
 from collections.abc import Mapping
@@ -27,6 +28,7 @@ import httpx
 
 from holiday.models import RowStatus
 from holiday.storage import DynamoLedger
+from holiday_tools.text import wrap
 
 # The statuses are the ones the services write (holiday.models.RowStatus), so these rules cannot drift.
 BOOKED = {"flights": [RowStatus.CONFIRMED], "cars": [RowStatus.CONFIRMED], "payments": [RowStatus.CHARGED]}
@@ -153,25 +155,30 @@ def audit(
 
 
 def format_report(report: AuditReport, threshold_s: float) -> str:
+    """The counts, then each violation and each invocation still retrying, wrapped to 100 columns."""
+
+    def wrapped(text: str) -> list[str]:
+        return wrap(text, indent="    ")
+
     lines = [
-        f"{report.trips} trips: {report.booked} booked, {report.undone} undone, "
-        f"{report.in_flight} in flight (changed in the last {threshold_s:.0f}s)"
+        f"trips: {report.trips} ({report.booked} booked, {report.undone} undone, "
+        f"{report.in_flight} in flight, changed in the last {threshold_s:.0f} s)"
     ]
     if report.violations:
-        lines.append(f"{len(report.violations)} invariant violations:")
-        lines += [f"  trip {v.trip_id}: [{v.rule}] {v.detail}" for v in report.violations]
+        lines.append(f"invariant violations: {len(report.violations)}")
+        for v in report.violations:
+            lines += wrapped(f"trip {v.trip_id}: [{v.rule}] {v.detail}")
     else:
         lines.append("no invariant violations")
     if report.admin_error:
-        lines.append(report.admin_error)
+        lines += wrapped(report.admin_error)
     elif report.stuck_invocations:
-        lines.append(f"{len(report.stuck_invocations)} invocations still retrying or paused:")
+        lines.append(f"invocations still retrying or paused: {len(report.stuck_invocations)}")
         for inv in report.stuck_invocations:
-            failure = str(inv.get("last_failure") or "")[:160]
-            lines.append(
-                f"  {inv.get('id')} {inv.get('target')} {inv.get('status')} "
-                f"(retries: {inv.get('retry_count')}) {failure}"
-            )
+            # The failure's first line, the error itself: not Restate's code tag ("[500 Internal]"), nor the traceback.
+            failure = re.sub(r"^\[[^]]*\] ", "", str(inv.get("last_failure") or "").partition("\n")[0])
+            status = f"({inv.get('status')}, retries: {inv.get('retry_count')})"
+            lines += wrapped(f"{inv.get('id')} {inv.get('target')}: {failure} {status}")
     else:
         lines.append("no invocations retrying or paused")
     return "\n".join(lines)

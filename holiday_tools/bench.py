@@ -37,6 +37,7 @@ from holiday.functions import MEMORY_MB
 from holiday.models import RunType
 from holiday_tools.chaos import judge
 from holiday_tools.devstack import LocalStack, Mode, Ports
+from holiday_tools.text import format_table
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 NULL_LABEL = "null saga"
@@ -183,35 +184,74 @@ def ratio_to_null(result: BenchResult, results: list[BenchResult]) -> dict[str, 
 
 
 def format_results(results: list[BenchResult]) -> str:
-    lines = [
-        f"{'run':<22} {'trips':>6} {'conc':>5} {'trips/s':>8} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} "
-        f"{'max ms':>8}  outcomes"
-    ]
-    for r in results:
-        outcomes = ", ".join(f"{k} {v}" for k, v in sorted(r.outcomes.items()))
-        lines.append(
-            f"{r.label:<22} {r.count:>6} {r.concurrency:>5} {r.throughput:>8.1f} {r.percentile(50):>8.1f} "
-            f"{r.percentile(90):>8.1f} {r.percentile(99):>8.1f} {max(r.latencies_ms, default=0):>8.1f}  {outcomes}"
+    """Tables within 100 columns: each run, its ratio to the null saga, CPU per process, Lambda cost."""
+    sections = [_runs(results), _ratios(results), _cpu(results), _lambda_cost(results)]
+    return "\n\n".join("\n".join(section) for section in sections if section)
+
+
+def _runs(results: list[BenchResult]) -> list[str]:
+    rows = [
+        (
+            r.label,
+            str(r.concurrency),
+            str(r.count),
+            *(str(r.outcomes[outcome]) for outcome in ("success", "expected failure", "unexpected error")),
+            f"{r.throughput:.1f}",
+            *(f"{r.percentile(p):.1f}" for p in (50, 90, 99, 100)),
         )
-    for r in results:
-        ratio = ratio_to_null(r, results)
-        if ratio:
-            lines.append(
-                f"ratio to the null saga ({r.label}, {r.concurrency} at once): throughput {ratio['throughput']:.2f}x, "
-                f"p50 latency {ratio['p50_latency']:.2f}x"
-            )
-    for r in results:
-        if r.cpu_seconds:
-            cpu = ", ".join(f"{k} {v:.1f}" for k, v in r.cpu_seconds.items())
-            per_trip = sum(r.cpu_seconds.values()) / r.count * 1000
-            lines.append(f"CPU seconds ({r.label}, {r.concurrency} at once): {cpu}  (per trip: {per_trip:.1f} ms)")
-        if r.lambda_stats:
-            cost = r.lambda_stats
-            lines.append(
-                f"Lambda per 1,000 trips ({r.label}, {r.concurrency} at once, {cost['memory_mb']} MB): "
-                f"{cost['invocations_per_1000_trips']:.0f} invocations, {cost['gb_seconds_per_1000_trips']:.1f} GB-s"
-            )
-    return "\n".join(lines)
+        for r in results
+    ]
+    # The outcomes as `holiday chaos` names them: booked, undone as asked, or a wrong answer.
+    header = ("run", "at once", "trips", "booked", "undone", "wrong", "trips/s", "p50 ms", "p90 ms", "p99 ms", "max ms")
+    return format_table(header, rows)
+
+
+def _ratios(results: list[BenchResult]) -> list[str]:
+    rows = [
+        (r.label, str(r.concurrency), f"{ratio['throughput']:.2f}x", f"{ratio['p50_latency']:.2f}x")
+        for r in results
+        if (ratio := ratio_to_null(r, results))
+    ]
+    if not rows:
+        return []
+    table = format_table(("run", "at once", "trips/s", "p50"), rows)
+    return ["Ratio to the null saga at the same concurrency:", *table]
+
+
+def _cpu(results: list[BenchResult]) -> list[str]:
+    measured = [r for r in results if r.cpu_seconds]
+    if not measured:
+        return []
+    processes = list(dict.fromkeys(name for r in measured for name in r.cpu_seconds))
+    rows = [
+        (
+            r.label,
+            str(r.concurrency),
+            *(f"{r.cpu_seconds.get(name, 0.0):.1f}" for name in processes),
+            f"{sum(r.cpu_seconds.values()):.1f}",
+            f"{sum(r.cpu_seconds.values()) / r.count * 1000:.1f}",
+        )
+        for r in measured
+    ]
+    header = ("run", "at once", *processes, "all", "ms per trip")
+    return ["CPU seconds by process:", *format_table(header, rows)]
+
+
+def _lambda_cost(results: list[BenchResult]) -> list[str]:
+    measured = [r for r in results if r.lambda_stats]
+    if not measured:
+        return []
+    rows = [
+        (
+            r.label,
+            str(r.concurrency),
+            f"{r.lambda_stats['invocations_per_1000_trips']:.0f}",
+            f"{r.lambda_stats['gb_seconds_per_1000_trips']:.1f}",
+        )
+        for r in measured
+    ]
+    table = format_table(("run", "at once", "invocations", "GB-s"), rows)
+    return [f"Lambda per 1,000 trips, at {measured[0].lambda_stats['memory_mb']} MB:", *table]
 
 
 def run_bench_command(

@@ -24,7 +24,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +35,7 @@ from holiday.models import RunType
 from holiday_tools.audit import AuditReport, audit
 from holiday_tools.devstack import LocalStack, Mode, Ports, StackError
 from holiday_tools.faultproxy import FaultProxy
+from holiday_tools.text import format_table, plural, wrap
 
 SCENARIOS = ("services", "restate", "dynamodb")
 FAILED_STEP = {
@@ -202,14 +203,57 @@ def run_scenario(
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
+RESULT_COLUMNS = (
+    "scenario",
+    "mode",
+    "trips",
+    "faults",
+    "time",
+    "booked",
+    "undone",
+    "wrong",
+    "violations",
+    "retrying",
+    "result",
+)
+
+
 def format_result(r: ScenarioResult) -> str:
-    verdict = "ok" if r.ok else "FAILED"
+    """One scenario as it ends: a line, and what went wrong if anything did."""
     line = (
-        f"{r.scenario:<9} {r.mode:<6} {r.trips:>5} trips {r.faults:>4} faults {r.seconds:>6.1f}s   "
-        f"booked {r.report.booked}/{r.clean}  undone {r.report.undone}/{r.failing}  "
-        f"wrong answers {len(r.wrong_answers)}  violations {len(r.report.violations)}  "
-        f"still retrying {len(r.report.stuck_invocations)}   {verdict}"
+        f"{r.scenario} ({r.mode}): {plural(r.trips, 'trip')} in {r.seconds:.1f} s, "
+        f"{plural(r.faults, 'fault')} injected: {'ok' if r.ok else 'FAILED'}"
     )
-    details = [f"    wrong answer: {w}" for w in r.wrong_answers[:10]]
-    details += [f"    violation: trip {v.trip_id}: [{v.rule}] {v.detail}" for v in r.report.violations[:10]]
-    return "\n".join([line, *details])
+    details = [f"wrong answer: {w}" for w in r.wrong_answers[:10]]
+    details += [f"violation: trip {v.trip_id}: [{v.rule}] {v.detail}" for v in r.report.violations[:10]]
+    return "\n".join([line, *(part for d in details for part in wrap(d, "      ", "    "))])
+
+
+def format_results(results: Sequence[ScenarioResult]) -> str:
+    """Every scenario side by side, with a total row when there are several."""
+    rows = [_row(r.scenario, r.mode, [r]) for r in results]
+    if len(results) > 1:
+        rows.append(_row("in all", "", results))
+    legend = [
+        "booked: trips booked / clean trips; undone: trips undone / trips with an injected failure",
+        "wrong: wrong answers; retrying: invocations still retrying or paused",
+    ]
+    return "\n".join([*format_table(RESULT_COLUMNS, rows, left=2), "", *legend])
+
+
+def _row(scenario: str, mode: str, results: Sequence[ScenarioResult]) -> tuple[str, ...]:
+    """The table's cells for `results`, summed."""
+    reports = [r.report for r in results]
+    return (
+        scenario,
+        mode,
+        str(sum(r.trips for r in results)),
+        str(sum(r.faults for r in results)),
+        f"{sum(r.seconds for r in results):.1f} s",
+        f"{sum(a.booked for a in reports)}/{sum(r.clean for r in results)}",
+        f"{sum(a.undone for a in reports)}/{sum(r.failing for r in results)}",
+        str(sum(len(r.wrong_answers) for r in results)),
+        str(sum(len(a.violations) for a in reports)),
+        str(sum(len(a.stuck_invocations) for a in reports)),
+        "ok" if all(r.ok for r in results) else "FAILED",
+    )

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import signal
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
@@ -17,17 +21,48 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from holiday.config import Settings
 from holiday.models import RunType
-from holiday.storage import DynamoLedger
+from holiday.storage import DynamoLedger, Row
 from holiday_tools.devstack import LocalStack, Mode, Ports, StackError
+from holiday_tools.text import format_table, wrap
 
 DEFAULT_INGRESS = "http://127.0.0.1:8080"
 LOCAL_AWS = "http://127.0.0.1:4566"
+ROW_COLUMNS = {"pk", "sk", "transaction_status", "updated_at"}  # what `holiday rows` shows in columns
+# The 409 of a failed trip (holiday/trips.py): where it failed, why, and what was undone.
+SAGA_FAILURE = re.compile(
+    r"trip (?P<trip_id>\S+) (?:failed at [^:]+|was stopped): (?P<why>.+); compensated: (?P<undone>.+)", re.DOTALL
+)
+
+
+def _url(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """`host:port` means http://host:port, as curl reads it; any other scheme is refused here, not mid-call."""
+    if not value:
+        return value
+    url = value if "://" in value else f"http://{value}"
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise click.BadParameter(f"{value!r} is not an http:// or https:// URL, like {DEFAULT_INGRESS}")
+    return url.rstrip("/")
+
+
 ingress_option = click.option(
     "--ingress",
     envvar="HOLIDAY_INGRESS",
     default=DEFAULT_INGRESS,
     show_default=True,
-    help="Restate ingress URL (env HOLIDAY_INGRESS).",
+    callback=_url,
+    help="Restate ingress URL; host:port means http:// (env HOLIDAY_INGRESS).",
+)
+stack_option = click.option(
+    "--stack",
+    help="Read a deployment: the table names come from this CloudFormation stack's outputs "
+    "(e.g. RestateHolidayStack), with your AWS credentials.",
+)
+aws_endpoint_option = click.option(
+    "--aws-endpoint",
+    envvar="AWS_ENDPOINT_URL",
+    callback=_url,
+    help=f"AWS endpoint of the tables [default: the local stack's, {LOCAL_AWS}, unless --stack].",
 )
 
 
@@ -119,25 +154,42 @@ def _say(text: str) -> None:
 
 def _banner(stack: LocalStack) -> str:
     i = stack.ingress_url
+    cli = _holiday_command()
     services_note = "  (local Lambda runtime: GET /local/stats)" if stack.mode == "lambda" else ""
+    ingress_flag = "" if i == DEFAULT_INGRESS else f" --ingress {i}"
+    aws_flag = "" if stack.aws_url == LOCAL_AWS else f" --aws-endpoint {stack.aws_url}"
+    settings = stack.settings
     return f"""
 The holiday stack is up (everything on 127.0.0.1), {stack.mode} mode:
   ingress   {i}
   admin     {stack.admin_url}
-  AWS       {stack.aws_url}  (moto: tables {stack.settings.flights_table}, {stack.settings.cars_table}, \
-{stack.settings.payments_table}; topic {stack.settings.topic_arn})
+  UI        {stack.admin_url}/ui/  (Restate's UI: invocations, their journals, state)
+  AWS       {stack.aws_url}  (moto: tables {settings.flights_table}, {settings.cars_table}, {settings.payments_table})
+  topic     {settings.topic_arn}
   services  {stack.services_url}{services_note}
-  logs      {stack.log_dir} (restate.log, moto.log); the services log below
+  logs      {_shown(stack.log_dir)}
+            (restate.log and moto.log; the services' log is printed below)
 
 Try:
   curl {i}/trips/reserve --json '{{}}'
   curl {i}/trips/reserve --json '{{"request": {{"run_type": "failPayment"}}}}'
   curl {i}/trips/reserve --json '{{"trip_id": "foo"}}'
   curl {i}/trip/foo/status
-  holiday reserve --run-type failNotification
+  {cli} rows foo{aws_flag}
+  {cli} reserve{ingress_flag} --run-type failNotification
 
 Ctrl-C stops everything.
 """
+
+
+def _holiday_command() -> str:
+    """This CLI as the user can type it: `make dev` runs it from the venv without activating it."""
+    return _shown(Path(sys.executable).parent / "holiday")
+
+
+def _shown(path: Path) -> str:
+    """`path` relative to the working directory when it is inside it: shorter, and still works as typed."""
+    return str(path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path)
 
 
 @main.command()
@@ -160,21 +212,14 @@ def package(out: Path) -> None:
 
 
 @main.command()
-@click.option(
-    "--stack",
-    help="Audit a deployment: read the table names from this CloudFormation stack's outputs "
-    "(e.g. RestateHolidayStack), with your AWS credentials.",
-)
-@click.option(
-    "--aws-endpoint",
-    envvar="AWS_ENDPOINT_URL",
-    help="AWS endpoint of the tables [default: the local stack's, http://127.0.0.1:4566, unless --stack].",
-)
+@stack_option
+@aws_endpoint_option
 @click.option(
     "--admin",
     envvar="HOLIDAY_ADMIN",
     default="http://127.0.0.1:9070",
     show_default=True,
+    callback=_url,
     help="Restate admin API, to list invocations still retrying; '' to skip (env HOLIDAY_ADMIN).",
 )
 @click.option("--admin-token", envvar="RESTATE_AUTH_TOKEN", help="Bearer token for the admin API (Restate Cloud).")
@@ -189,17 +234,63 @@ def audit(stack: str | None, aws_endpoint: str | None, admin: str, admin_token: 
     from holiday_tools.audit import audit as run_audit
     from holiday_tools.audit import format_report
 
-    ledgers = _audit_ledgers(stack, aws_endpoint)
-    try:
+    ledgers = _ledgers(stack, aws_endpoint)
+    with _reading_tables():
         report = run_audit(ledgers, threshold, admin or None, admin_token)
-    except (BotoCoreError, ClientError) as err:
-        _fail(f"cannot read the tables: {err}")
     click.echo(format_report(report, threshold))
     if not report.ok:
         raise SystemExit(1)
 
 
-def _audit_ledgers(stack: str | None, endpoint: str | None) -> dict[str, DynamoLedger]:
+@main.command()
+@click.argument("trip_id")
+@stack_option
+@aws_endpoint_option
+def rows(trip_id: str, stack: str | None, aws_endpoint: str | None) -> None:
+    """Show a trip's rows in the flights, cars and payments tables: status, booking id, last change, details."""
+    ledgers = _ledgers(stack, aws_endpoint)
+    with _reading_tables():
+        found = {key: sorted(ledger.rows(trip_id), key=lambda row: str(row["sk"])) for key, ledger in ledgers.items()}
+    names = ", ".join(ledger.table_name for ledger in ledgers.values())
+    if not any(found.values()):
+        _fail(f"trip {trip_id!r} has no rows in the tables {names}")
+    click.echo("\n".join([*wrap(f"Trip {trip_id}: its rows in the tables {names}", "  "), _format_rows(found)]))
+
+
+def _format_rows(found: dict[str, list[Row]]) -> str:
+    """One line per row (or "(no row)"), its other attributes wrapped beneath it."""
+    cells: list[tuple[str, ...]] = []
+    details: list[str] = []
+    for key, table_rows in found.items():
+        for row in table_rows:
+            cells.append((key, str(row["transaction_status"]), str(row["sk"]), _utc(row["updated_at"])))
+            details.append(" ".join(f"{k}={v}" for k, v in row.items() if k not in ROW_COLUMNS))
+        if not table_rows:
+            cells.append((key, "(no row)", "", ""))
+            details.append("")
+    header, *lines = format_table(("table", "status", "booking id", "updated (UTC)"), cells, left=4)
+    indent = " " * (max(map(len, found)) + 2)  # under the status
+    out = [header]
+    for line, more in zip(lines, details, strict=True):
+        out += [line, *wrap(more, indent, indent)]
+    return "\n".join(out)
+
+
+def _utc(timestamp: Any) -> str:
+    """Seconds since the epoch (as the tables store them) as a UTC time to the millisecond."""
+    return datetime.fromtimestamp(float(timestamp), UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+@contextmanager
+def _reading_tables() -> Iterator[None]:
+    """A table that cannot be read is one line of error, not a traceback."""
+    try:
+        yield
+    except (BotoCoreError, ClientError) as err:
+        _fail(f"cannot read the tables: {err}")
+
+
+def _ledgers(stack: str | None, endpoint: str | None) -> dict[str, DynamoLedger]:
     """The three tables: named by the stack's outputs, or by the environment (local defaults)."""
     import boto3
 
@@ -245,19 +336,19 @@ def _is_loopback(url: str) -> bool:
 @click.option("--seed", default=0, show_default=True, help="Seeds the trip mix and the fault timing.")
 def chaos(trips: int, concurrency: int, scenarios: tuple[str, ...], modes: tuple[Mode, ...], seed: int) -> None:
     """Book trips under load while killing the services, restate-server or DynamoDB; then audit."""
-    from holiday_tools.chaos import SCENARIOS, Profile, run_scenario
+    from holiday_tools.chaos import SCENARIOS, Profile, format_results, run_scenario
+    from holiday_tools.text import plural
 
     profile = Profile(trips=trips, concurrency=concurrency)
-    click.echo(f"{trips} trips per scenario, {concurrency} at once, half clean, half with an injected failure")
+    click.echo(
+        f"{plural(trips, 'trip')} per scenario, {concurrency} at once, half clean, half with an injected failure"
+    )
     results = [
         run_scenario(scenario, mode, profile, Path.cwd(), seed, log=click.echo)
         for mode in modes or ("http", "lambda")
         for scenario in scenarios or SCENARIOS
     ]
-    total = sum(r.trips for r in results)
-    faults = sum(r.faults for r in results)
-    violations = sum(len(r.report.violations) + len(r.wrong_answers) for r in results)
-    click.echo(f"\nin all: {total} trips, {faults} faults injected, {violations} violations")
+    click.echo(f"\n{format_results(results)}")
     if not all(r.ok for r in results):
         _fail("the saga broke a promise under chaos; see above")
 
@@ -284,7 +375,11 @@ def chaos(trips: int, concurrency: int, scenarios: tuple[str, ...], modes: tuple
     show_default=True,
     help="How the local stack runs the services.",
 )
-@click.option("--ingress", help="Bench this ingress instead of starting a local stack (no CPU or Lambda figures).")
+@click.option(
+    "--ingress",
+    callback=_url,
+    help="Bench this ingress instead of starting a local stack (no CPU or Lambda figures); host:port means http://.",
+)
 @click.option("--warmup", default=30, show_default=True, help="Reservations sent first and not counted.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 def bench(
@@ -321,7 +416,11 @@ def reserve(trip_id: str | None, run_type: str | None, idempotency_key: str | No
         click.echo(f"  car booking     {out['car_booking_id']}")
         click.echo(f"  payment         {out['payment_id']}")
         return
-    _fail(f"Trip not booked (HTTP {response.status_code}): {_message(response)}")
+    message = _message(response)
+    if failed := SAGA_FAILURE.fullmatch(message):
+        why = failed["why"].rstrip(".")
+        _fail(f"Trip {failed['trip_id']} was not booked: {why}. Compensated: {failed['undone']}.")
+    _fail(f"Trip not booked (HTTP {response.status_code}): {message}")
 
 
 @main.command()
@@ -342,26 +441,29 @@ def trip(trip_id: str, as_json: bool, ingress: str) -> None:
         click.echo(f"  injected failure: {record['run_type']}")
     click.echo("  steps:")
     for step in record["steps"]:
-        click.echo(_line(step))
+        click.echo(_step(step))
     if record["compensations"]:
         click.echo("  compensations (in the order run):")
         for step in record["compensations"]:
-            click.echo(_line(step))
-    if record.get("error"):
-        click.echo(f"  error: {record['error']}")
+            click.echo(_step(step))
+    # The record's error repeats the failed step's; it says more only when no step failed (a cancel).
+    if record.get("error") and not any(s.get("error") for s in record["steps"] + record["compensations"]):
+        click.echo("\n".join(wrap(f"  error: {record['error']}", "         ")))
 
 
-def _line(step: dict[str, Any]) -> str:
-    ident = f"  {step['id']}" if step.get("id") else ""
-    error = f"  ({step['error']})" if step.get("error") else ""
-    return f"    {step['name']:<18} {step['status']:<8}{ident}{error}"
+def _step(step: dict[str, Any]) -> str:
+    """The step's line, and its error wrapped beneath it."""
+    line = f"    {step['name']:<18} {step['status']:<9} {step.get('id') or ''}".rstrip()
+    under = " " * 23  # the status column
+    return "\n".join([line, *wrap(step.get("error") or "", under, under)])
 
 
 def _call(method: str, url: str, **kwargs: Any) -> httpx.Response:
     try:
         return httpx.request(method, url, timeout=60, **kwargs)
     except httpx.HTTPError as err:
-        _fail(f"cannot reach the Restate ingress at {url}: {err}. Is `make dev` running?")
+        reason = str(err).rstrip(".") or type(err).__name__
+        _fail(f"cannot reach the Restate ingress at {url}: {reason}. Is `make dev` running?")
 
 
 def _message(response: httpx.Response) -> str:
@@ -372,7 +474,8 @@ def _message(response: httpx.Response) -> str:
 
 
 def _fail(message: str) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
+    """One error, wrapped to fit; exit 1."""
+    click.echo("\n".join(wrap(f"error: {message}", " " * len("error: "))), err=True)
     raise SystemExit(1)
 
 

@@ -7,6 +7,7 @@ from collections import Counter
 
 import httpx
 import pytest
+from click.testing import CliRunner
 
 from holiday.models import RunType
 from holiday_tools.bench import (
@@ -19,6 +20,7 @@ from holiday_tools.bench import (
     ratio_to_null,
     run_load,
 )
+from holiday_tools.cli import main
 from holiday_tools.devstack import LocalStack
 
 
@@ -47,9 +49,32 @@ def test_each_run_is_compared_with_the_null_saga_at_its_own_concurrency() -> Non
     assert ratio_to_null(results[1], results) == {"throughput": 0.5, "p50_latency": 2.0}
     assert ratio_to_null(results[3], results) == {"throughput": 0.25, "p50_latency": 3.0}
     assert ratio_to_null(results[0], results) is None  # the baseline is not compared with itself
-    report = format_results(results)
-    assert "ratio to the null saga (holiday (http), 1 at once): throughput 0.50x, p50 latency 2.00x" in report
-    assert "ratio to the null saga (holiday (http), 32 at once): throughput 0.25x, p50 latency 3.00x" in report
+    report = format_results(results).split("\n\n")
+    assert report[1].splitlines() == [
+        "Ratio to the null saga at the same concurrency:",
+        "run             at once  trips/s    p50",
+        "holiday (http)        1    0.50x  2.00x",
+        "holiday (http)       32    0.25x  3.00x",
+    ]
+
+
+def test_the_report_is_tables_within_100_columns() -> None:
+    result = BenchResult("holiday (lambda)", 300, 32, 5.6, [586.0] * 299 + [1304.0], Counter(success=299))
+    result.outcomes["unexpected error"] = 1
+    result.cpu_seconds = {"aws": 3.6, "restate": 2.1, "services": 4.2}
+    result.lambda_stats = {"memory_mb": 1024, "invocations_per_1000_trips": 14300.0, "gb_seconds_per_1000_trips": 149.2}
+    report = format_results([result])
+    assert max(map(len, report.splitlines())) <= 100
+    assert report.split("\n\n") == [
+        "run               at once  trips  booked  undone  wrong  trips/s  p50 ms  p90 ms  p99 ms  max ms\n"
+        "holiday (lambda)       32    300     299       0      1     53.6   586.0   586.0   586.0  1304.0",
+        "CPU seconds by process:\n"
+        "run               at once  aws  restate  services  all  ms per trip\n"
+        "holiday (lambda)       32  3.6      2.1       4.2  9.9         33.0",
+        "Lambda per 1,000 trips, at 1024 MB:\n"
+        "run               at once  invocations   GB-s\n"
+        "holiday (lambda)       32        14300  149.2",
+    ]
 
 
 def test_lambda_cost_per_thousand_trips() -> None:
@@ -65,6 +90,18 @@ def test_cpu_seconds_of_a_running_process_grow() -> None:
     before = cpu_seconds([os.getpid()])
     sum(i * i for i in range(2_000_000))
     assert cpu_seconds([os.getpid()]) > before
+
+
+def test_holiday_bench_against_an_ingress_given_as_host_and_port(stack: LocalStack) -> None:
+    args = ["--count", "6", "--concurrency", "1,3", "--warmup", "0", "--no-baseline", "--mix", "clean=1,failPayment=1"]
+    result = CliRunner().invoke(main, ["bench", "--ingress", stack.ingress_url.removeprefix("http://"), *args])
+    assert result.exit_code == 0, result.output
+    report = result.output[result.output.index("\nrun ") :]  # after the progress bars, on stderr
+    table = [line.split() for line in report.strip().splitlines()]
+    assert " ".join(table[0]) == "run at once trips booked undone wrong trips/s p50 ms p90 ms p99 ms max ms"
+    # Every answer right: the ingress given as host:port was reached over http. (The label names --mode.)
+    assert [row[:7] for row in table[1:]] == [["holiday", "(http)", c, "6", "3", "3", "0"] for c in ("1", "3")]
+    assert [line for line in result.output.splitlines() if len(line) > 100] == []
 
 
 def test_a_short_run_counts_only_right_answers(stack: LocalStack, ingress: httpx.Client) -> None:

@@ -1,26 +1,35 @@
-"""The `holiday` command as a user runs it: `dev` brings the stack up and down, `reserve` and `trip` talk to it."""
+"""The `holiday` command as a user runs it: `dev` brings the stack up and down, `reserve` and `trip` talk to
+it, `rows` reads the tables, and every line it prints fits in 100 columns."""
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
+import re
+import shlex
 import subprocess
-import sys
-from pathlib import Path
 
 import httpx
 import pytest
 from click.testing import CliRunner
 
-from holiday_tools.cli import main
-from holiday_tools.devstack import LocalStack, Ports
-from tests.support import PROJECT_DIR, poll
+from holiday_tools.cli import _banner, main
+from holiday_tools.devstack import LocalStack
+from tests.support import PROJECT_DIR
+
+WIDTH = 100
 
 
 def run(*args: str, ingress: str) -> tuple[int, str]:
     result = CliRunner().invoke(main, [*args, "--ingress", ingress])
     return result.exit_code, result.output
+
+
+def rows(trip_id: str, stack: LocalStack) -> tuple[int, str]:
+    result = CliRunner().invoke(main, ["rows", trip_id, "--aws-endpoint", stack.aws_url])
+    return result.exit_code, result.output
+
+
+def too_wide(output: str) -> list[str]:
+    return [line for line in output.splitlines() if len(line) > WIDTH]
 
 
 def test_reserve_prints_the_booking(trip_id: str, stack: LocalStack) -> None:
@@ -31,10 +40,19 @@ def test_reserve_prints_the_booking(trip_id: str, stack: LocalStack) -> None:
     assert "payment" in out
 
 
-def test_reserve_reports_a_failed_trip_and_exits_non_zero(trip_id: str, stack: LocalStack) -> None:
+def test_reserve_reports_a_failed_trip_once_wrapped_between_words_and_exits_non_zero(
+    trip_id: str, stack: LocalStack
+) -> None:
     code, out = run("reserve", "--trip-id", trip_id, "--run-type", "failPayment", ingress=stack.ingress_url)
     assert code == 1
-    assert f"Trip not booked (HTTP 409): trip {trip_id} failed at process payment" in out
+    assert too_wide(out) == []
+    assert " ".join(out.split()) == (
+        f"error: Trip {trip_id} was not booked: payment failed (injected by run_type failPayment). "
+        "Compensated: refund payment, cancel car, cancel flight."
+    )
+    _, *more = out.splitlines()
+    assert more
+    assert all(line.startswith(" " * len("error: ")) for line in more)  # one message, wrapped under itself
 
 
 def test_trip_shows_steps_and_compensations(trip_id: str, stack: LocalStack) -> None:
@@ -59,54 +77,86 @@ def test_user_mistakes_are_one_line_errors_not_tracebacks(stack: LocalStack) -> 
     assert "Traceback" not in out
 
 
-def _listening(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
+@pytest.mark.parametrize("command", ["reserve", "trip"])
+def test_an_ingress_without_a_scheme_is_read_as_http_as_curl_does(command: str, stack: LocalStack) -> None:
+    booked = httpx.post(f"{stack.ingress_url}/trips/reserve", json={}, timeout=60).json()["trip_id"]
+    args = ["trip", booked] if command == "trip" else ["reserve"]
+    code, out = run(*args, ingress=stack.ingress_url.removeprefix("http://"))
+    assert code == 0, out
+    assert out.startswith("Trip ")
 
 
-@pytest.mark.parametrize("mode", ["http", "lambda"])
-def test_dev_serves_the_readme_curl_and_stops_cleanly_on_ctrl_c(mode: str, tmp_path: Path) -> None:
-    ports = Ports.free()
-    flags = [f"--{name}-port={port}" for name, port in vars(ports).items()] + [f"--mode={mode}"]
-    dev = subprocess.Popen(
-        [sys.executable, "-m", "holiday_tools.cli", "dev", *flags, "--data-dir", str(tmp_path)],
-        cwd=PROJECT_DIR,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={k: v for k, v in os.environ.items() if not k.startswith("HOLIDAY_")},
+def test_a_bad_ingress_gets_one_tidy_sentence() -> None:
+    code, out = run("trip", "x", ingress="127.0.0.1:1")
+    assert code == 1
+    assert " ".join(out.split()) == (
+        "error: cannot reach the Restate ingress at http://127.0.0.1:1/trip/x/status: "
+        "[Errno 111] Connection refused. Is `make dev` running?"
     )
-    try:
-        assert dev.stdout is not None
-        banner = []
-        for line in dev.stdout:
-            banner.append(line)
-            if line.startswith("Ctrl-C stops everything"):
-                break
-        assert f"ingress   http://127.0.0.1:{ports.ingress}" in "".join(banner), "".join(banner)
-        assert f"{mode} mode" in "".join(banner)
-        response = httpx.post(f"http://127.0.0.1:{ports.ingress}/trips/reserve", json={}, timeout=30)
-        assert response.status_code == 200, response.text
-        dev.send_signal(signal.SIGINT)
-        assert dev.wait(timeout=30) == 0
-        assert "Stopping ..." in dev.stdout.read()
-        still_open = poll(
-            lambda: [p for p in vars(ports).values() if _listening(p)], lambda busy: not busy, "every port to close"
-        )
-        assert still_open == []
-    finally:
-        if dev.poll() is None:
-            dev.kill()
+    code, out = run("reserve", ingress="ftp://127.0.0.1:8080")
+    assert code == 2
+    assert "'ftp://127.0.0.1:8080' is not an http:// or https:// URL, like http://127.0.0.1:8080" in out
 
 
-def test_dev_refuses_a_busy_port_by_name(tmp_path: Path) -> None:
-    with socket.socket() as busy:
-        busy.bind(("127.0.0.1", 0))
-        busy.listen()
-        port = busy.getsockname()[1]
-        result = CliRunner().invoke(main, ["dev", f"--ingress-port={port}", "--data-dir", str(tmp_path)])
-    assert result.exit_code == 1
-    assert f"port {port} (ingress) is already in use; choose another with --ingress-port" in result.output
+@pytest.mark.parametrize(
+    ("run_type", "statuses"),
+    [(None, ["confirmed", "confirmed", "charged"]), ("failPayment", ["cancelled", "cancelled", "refunded"])],
+)
+def test_rows_shows_the_trip_in_each_table(
+    run_type: str | None, statuses: list[str], trip_id: str, stack: LocalStack
+) -> None:
+    run("reserve", "--trip-id", trip_id, *(["--run-type", run_type] if run_type else []), ingress=stack.ingress_url)
+    record = httpx.get(f"{stack.ingress_url}/trip/{trip_id}/status", timeout=60).json()
+    code, out = rows(trip_id, stack)
+    assert code == 0, out
+    assert too_wide(out) == []
+    assert " ".join(out.split()).startswith(f"Trip {trip_id}: its rows in the tables flights, cars, payments table ")
+    lines = out.splitlines()
+    header = [line.split() for line in lines].index(["table", "status", "booking", "id", "updated", "(UTC)"])
+    table = {line.split()[0]: line.split() for line in lines[header + 1 :] if not line.startswith(" ")}
+    assert [table[t][1] for t in ("flights", "cars", "payments")] == statuses
+    # Each row names its booking, as the trip's record does, and when it last changed.
+    assert [table[t][2] for t in ("flights", "cars")] == [step["id"] for step in record["steps"][:2]]
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\d", row[3]) for row in table.values())
+    assert "depart_city=Dublin arrive_city=Lisbon" in out
+
+
+def test_rows_of_an_unknown_trip_is_an_error(stack: LocalStack) -> None:
+    code, out = rows("no-such-trip", stack)
+    assert (code, out) == (1, "error: trip 'no-such-trip' has no rows in the tables flights, cars, payments\n")
+
+
+def test_every_line_of_every_command_fits_in_100_columns(trip_id: str, stack: LocalStack) -> None:
+    """Long ids, long errors and tables included: nothing wraps mid-word in a 100-column terminal."""
+    i = stack.ingress_url
+    outputs = {
+        "reserve": run("reserve", "--trip-id", f"{trip_id}-ok", ingress=i)[1],
+        "reserve, failing": run("reserve", "--trip-id", trip_id, "--run-type", "failNotification", ingress=i)[1],
+        "trip": run("trip", trip_id, ingress=i)[1],
+        "rows": rows(trip_id, stack)[1],
+    }
+    audit = CliRunner().invoke(main, ["audit", "--aws-endpoint", stack.aws_url, "--admin", stack.admin_url])
+    outputs["audit"] = audit.output
+    assert all(outputs.values())
+    assert {name: too_wide(out) for name, out in outputs.items()} == {name: [] for name in outputs}
+
+
+def test_the_banner_fits_and_its_commands_work_as_printed(stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`make dev` does not activate the venv: the banner's `holiday` commands must run as shown."""
+    monkeypatch.chdir(PROJECT_DIR)  # where `make dev` runs
+    banner = _banner(stack)
+    assert too_wide(banner) == []
+    assert f"UI        {stack.admin_url}/ui/" in banner
+    commands = [line.strip() for line in banner.splitlines() if line.strip().startswith(".venv/bin/holiday ")]
+    assert [shlex.split(c)[1] for c in commands] == ["rows", "reserve"]
+    httpx.post(f"{stack.ingress_url}/trips/reserve", json={"trip_id": "foo"}, timeout=60)  # as the banner's curl
+    done = [subprocess.run(shlex.split(c), cwd=PROJECT_DIR, capture_output=True, text=True) for c in commands]
+    shown_rows, failed = done
+    assert shown_rows.returncode == 0, shown_rows.stderr
+    assert shown_rows.stdout.startswith("Trip foo: its rows")
+    assert failed.returncode == 1
+    assert failed.stderr.startswith("error: Trip ")
+    assert "success notification failed (injected by run_type failNotification)" in " ".join(failed.stderr.split())
 
 
 def test_trip_needs_an_id() -> None:
