@@ -168,7 +168,7 @@ The holiday stack is up (everything on 127.0.0.1), {stack.mode} mode:
   topic     {settings.topic_arn}
   services  {stack.services_url}{services_note}
   logs      {_shown(stack.log_dir)}
-            (restate.log and moto.log; the services' log is printed below)
+            (restate.log, moto.log, services.log; the services' log is also printed below)
 
 Try:
   curl {i}/trips/reserve --json '{{}}'

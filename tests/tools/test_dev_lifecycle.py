@@ -22,37 +22,7 @@ import httpx
 import pytest
 
 from holiday_tools.devstack import Ports
-from tests.support import PROJECT_DIR, poll
-
-
-def children_of(pid: int) -> set[int]:
-    """Every live descendant of `pid`, from /proc."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue  # gone meanwhile
-    found: set[int] = set()
-    frontier = {pid}
-    while frontier:
-        frontier = {child for child, parent in parents.items() if parent in frontier} - found
-        found |= frontier
-    return found
-
-
-def alive(pids: set[int]) -> set[int]:
-    """Those of `pids` still running (a zombie has exited: it only waits to be reaped)."""
-    running = set()
-    for pid in pids:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if state != "Z":
-            running.add(pid)
-    return running
+from tests.support import PROJECT_DIR, alive, children_of, poll
 
 
 def listening(ports: Ports) -> list[int]:
@@ -244,5 +214,6 @@ def test_when_the_services_die_dev_says_so_and_their_log_is_where_it_points(
     os.kill(services, signal.SIGKILL)
     assert dev.popen.wait(timeout=30) == 1
     logs = tmp_path.resolve() / "logs"
-    assert f"error: services stopped unexpectedly; see the logs in {logs}" in dev.printed()
+    # (wrapped to the terminal's 100 columns, between words)
+    assert f"error: services stopped unexpectedly; see the logs in {logs}" in " ".join(dev.printed().split())
     assert "trips: trip=" in (logs / "services.log").read_text()  # the trip it booked, in the services' own log

@@ -26,7 +26,7 @@ import httpx
 import pytest
 
 from holiday_tools.devstack import HOST, Ports
-from tests.support import PROJECT_DIR, poll
+from tests.support import PROJECT_DIR, alive, poll
 
 linux_only = pytest.mark.skipif(sys.platform != "linux", reason="workers die with the runtime through Linux's prctl")
 
@@ -51,19 +51,6 @@ def late(event: Any, context: Any) -> int:
     time.sleep(event["seconds"])
     Path(event["finished"]).touch()
     return os.getpid()
-
-
-def alive(pids: set[int]) -> set[int]:
-    """Those of `pids` still running (a zombie has exited: it only waits to be reaped)."""
-    running = set()
-    for pid in pids:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if state != "Z":
-            running.add(pid)
-    return running
 
 
 @dataclass
