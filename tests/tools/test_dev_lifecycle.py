@@ -141,11 +141,12 @@ def test_ctrl_c_under_load_stops_everything_by_itself(mode: str, tmp_path: Path,
     assert set(answered) <= {200}  # every answer that came was a booking, never a 5xx
 
 
+@pytest.mark.parametrize("mode", ["http", "lambda"])
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGHUP])
 def test_sigterm_and_a_closed_terminal_stop_as_ctrl_c_does(
-    stop_signal: signal.Signals, tmp_path: Path, dev_stacks: list[Dev]
+    stop_signal: signal.Signals, mode: str, tmp_path: Path, dev_stacks: list[Dev]
 ) -> None:
-    dev = start_dev("http", tmp_path)
+    dev = start_dev(mode, tmp_path)
     dev_stacks.append(dev)
     book(dev)
     family = children_of(dev.popen.pid)
