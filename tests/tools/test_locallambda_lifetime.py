@@ -31,7 +31,7 @@ from tests.support import PROJECT_DIR, alive, poll
 linux_only = pytest.mark.skipif(sys.platform != "linux", reason="workers die with the runtime through Linux's prctl")
 
 BUSY = 3  # workers in a handler when the runtime stops
-SECONDS = 1.5  # how long the handler takes
+SECONDS = 30.0  # how long the handler works at most, unless released first
 # Start the runtime as `holiday dev` does (its own session, dying with its parent), and
 # wait: the test then kills this parent. Output stays on our pipes, to see all that is printed.
 AS_DEV_DOES = """
@@ -44,11 +44,14 @@ time.sleep(600)
 
 
 def late(event: Any, context: Any) -> int:
-    """Says it started (with its pid), works a while, then leaves its finished marker."""
+    """Says it started (with its pid), works until released (or `seconds`), then leaves its finished marker."""
     started = Path(event["started"])
     started.with_suffix(".writing").write_text(str(os.getpid()))
     started.with_suffix(".writing").rename(started)  # whole, even if killed right after
-    time.sleep(event["seconds"])
+    release = Path(event["release"]) if "release" in event else None
+    deadline = time.monotonic() + event["seconds"]
+    while time.monotonic() < deadline and not (release and release.exists()):
+        time.sleep(0.02)
     Path(event["finished"]).touch()
     return os.getpid()
 
@@ -64,10 +67,15 @@ class Runtime:
 
     def invoke(self, name: str) -> None:
         event = {"seconds": SECONDS, "started": str(self.markers / f"{name}.started")}
-        event["finished"] = str(self.markers / f"{name}.finished")
+        event |= {"finished": str(self.markers / f"{name}.finished"), "release": str(self.release)}
         url = f"http://{HOST}:{self.port}/2015-03-31/functions/late/invocations"
         with contextlib.suppress(httpx.HTTPError):  # the runtime went away mid-call, as the test meant it to
             httpx.post(url, json=event, timeout=30)
+
+    @property
+    def release(self) -> Path:
+        """Once this file exists, every handler still running finishes at once."""
+        return self.markers / "release"
 
     def markers_of(self, kind: str) -> list[Path]:
         return sorted(self.markers.glob(f"*.{kind}"))
@@ -123,8 +131,9 @@ def stop_with_workers_busy(runtime: Runtime, stop: Callable[[Runtime], None]) ->
         stopped_at = time.monotonic()
     workers = {int(marker.read_text()) for marker in started}
     assert len(workers) == BUSY
-    # The handlers would have finished by now, had their workers lived on.
-    while time.monotonic() < stopped_at + SECONDS + 0.5:
+    # Release the handlers: any that still ran would finish within a few hundredths of a second.
+    runtime.release.touch()
+    while time.monotonic() < stopped_at + 1.0:
         assert runtime.markers_of("finished") == [], "a handler ran on after the runtime stopped"
         time.sleep(0.05)
     return workers
@@ -144,6 +153,7 @@ def ctrl_c(runtime: Runtime) -> None:
 
 def test_the_marker_handler_finishes_when_nothing_stops_it(tmp_path: Path, runtimes: list[Runtime]) -> None:
     runtime = start(tmp_path, runtimes)
+    runtime.release.touch()
     runtime.invoke("call")
     assert [m.name for m in runtime.markers_of("finished")] == ["call.finished"]
 
