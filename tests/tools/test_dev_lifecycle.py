@@ -96,6 +96,14 @@ def book(dev: Dev) -> None:
     assert response.status_code == 200, response.text
 
 
+def booked_once(mode: str, tmp_path: Path, dev_stacks: list[Dev]) -> tuple[Dev, set[int]]:
+    """A `holiday dev` that has booked a trip, and every process it runs."""
+    dev = start_dev(mode, tmp_path)
+    dev_stacks.append(dev)
+    book(dev)
+    return dev, children_of(dev.popen.pid)
+
+
 def assert_stopped_cleanly(dev: Dev, family: set[int]) -> None:
     """Exit 0 with the stopping line, no traceback, nothing killed, no process or port left."""
     assert dev.popen.wait(timeout=60) == 0, dev.printed()
@@ -110,11 +118,8 @@ def assert_stopped_cleanly(dev: Dev, family: set[int]) -> None:
 
 @pytest.mark.parametrize("mode", ["http", "lambda"])
 def test_ctrl_c_under_load_stops_everything_by_itself(mode: str, tmp_path: Path, dev_stacks: list[Dev]) -> None:
-    dev = start_dev(mode, tmp_path)
-    dev_stacks.append(dev)
-    book(dev)
-    family = children_of(dev.popen.pid)
-    answered, cut_off = [], []
+    dev, family = booked_once(mode, tmp_path, dev_stacks)
+    answered: list[int] = []
     stop = threading.Event()
 
     def caller(n: int) -> None:
@@ -129,7 +134,7 @@ def test_ctrl_c_under_load_stops_everything_by_itself(mode: str, tmp_path: Path,
                 )
                 answered.append(response.status_code)
             except httpx.HTTPError:
-                cut_off.append(key)  # what the README tells such a caller: ask again with the key
+                return  # cut off by the stop: the README tells such a caller to ask again with its key
 
     with ThreadPoolExecutor(32) as pool:
         for n in range(32):
@@ -146,10 +151,7 @@ def test_ctrl_c_under_load_stops_everything_by_itself(mode: str, tmp_path: Path,
 def test_sigterm_and_a_closed_terminal_stop_as_ctrl_c_does(
     stop_signal: signal.Signals, mode: str, tmp_path: Path, dev_stacks: list[Dev]
 ) -> None:
-    dev = start_dev(mode, tmp_path)
-    dev_stacks.append(dev)
-    book(dev)
-    family = children_of(dev.popen.pid)
+    dev, family = booked_once(mode, tmp_path, dev_stacks)
     assert family
     dev.popen.send_signal(stop_signal)
     assert_stopped_cleanly(dev, family)
@@ -157,10 +159,7 @@ def test_sigterm_and_a_closed_terminal_stop_as_ctrl_c_does(
 
 @pytest.mark.parametrize("mode", ["http", "lambda"])
 def test_sigkill_leaves_no_process_and_no_port_behind(mode: str, tmp_path: Path, dev_stacks: list[Dev]) -> None:
-    dev = start_dev(mode, tmp_path)
-    dev_stacks.append(dev)
-    book(dev)
-    family = children_of(dev.popen.pid)
+    dev, family = booked_once(mode, tmp_path, dev_stacks)
     dev.popen.kill()
     dev.popen.wait()
     poll(lambda: alive(family), lambda left: not left, "every process of the stack to die with it", timeout=10)
