@@ -85,8 +85,9 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	@# The EC2 host's boot script, as rendered for each TLS mode.
+	@# The EC2 host's boot script, as rendered for each TLS mode, and the script that copies its ingress key.
 	for tls in self-signed load-balancer; do $(BIN)/python -m infra.host $$tls | $(BIN)/shellcheck - || exit 1; done
+	$(BIN)/shellcheck infra/host/ingress_key.sh
 
 fmt: install
 	$(BIN)/ruff check --fix .

@@ -2,8 +2,9 @@
 """The CDK app: `npx cdk deploy --all` deploys RestateStack and RestateHolidayStack.
 
 Context (`--context key=value` or cdk.json): prefix, deploymentMode (self-hosted or cloud),
-clusterId, authTokenSecretArn, region (us or eu, for cloud), certificateArn, domainName and
-hostedZoneId (self-hosted), deregisterOnDelete. See infra/settings.py: any other key is refused.
+clusterId, authTokenSecretArn, region (us or eu, for cloud), certificateArn, domainName,
+hostedZoneId, ingressAuth and ingressCidrs (self-hosted), deregisterOnDelete. See infra/settings.py:
+any other key is refused.
 """
 
 from __future__ import annotations
@@ -66,6 +67,8 @@ ASSETS_DIR = Path(__file__).resolve().parent / "build" / "lambda"
 def build_app(app: App, assets_dir: Path = ASSETS_DIR) -> tuple[RestateStack, RestateHolidayStack]:
     """Define both stacks on `app` from its context (tests call this too)."""
     settings = DeploymentSettings.from_context(app.node)
+    for warning in settings.warnings:
+        print(warning, file=sys.stderr)
     restate_name = settings.stack_name("RestateStack")
     restate = RestateStack(app, restate_name, stack_name=restate_name, settings=settings)
     holiday_name = settings.stack_name("RestateHolidayStack")

@@ -35,6 +35,8 @@ class RestateEndpoint:
     admin_clients: ec2.ISecurityGroup | None = None
     # Restate Cloud: the admin API wants this bearer token.
     auth_token_secret_arn: str | None = None
+    # Self-hosted: the secret that holds the key callers send to the ingress (None: an open ingress).
+    ingress_key_secret_arn: str | None = None
 
 
 class RestateStack(Stack):
@@ -47,6 +49,13 @@ class RestateStack(Stack):
             value=self.endpoint.ingress_url,
             description="POST <this>/trips/reserve",
         )
+        if self.endpoint.ingress_key_secret_arn is not None:
+            CfnOutput(
+                self,
+                "IngressKeySecretArn",
+                value=self.endpoint.ingress_key_secret_arn,
+                description="The secret that holds the ingress key: send Authorization: Bearer <its value>",
+            )
 
     def _self_hosted(self, settings: DeploymentSettings) -> RestateEndpoint:
         # Public subnets for the node, isolated ones (no route out) for the registration function:
@@ -85,6 +94,7 @@ class RestateStack(Stack):
             invoker_role=invoker,
             vpc=vpc,
             admin_clients=host.admin_clients,
+            ingress_key_secret_arn=host.ingress_key.secret_arn if host.ingress_key else None,
         )
 
     def _cloud(self, settings: DeploymentSettings) -> RestateEndpoint:

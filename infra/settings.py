@@ -8,6 +8,7 @@ says what would be valid.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import json
 import re
 from collections.abc import Mapping
@@ -19,6 +20,10 @@ CLOUD_REGIONS = ("us", "eu")
 
 _ARN_HEAD = r"arn:aws(?:-[a-z]+)*:{service}:[a-z]{{2,}}(?:-[a-z]+)+-\d+:\d{{12}}:"
 _HOST_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_IPV4_CIDR = r"\d{1,3}(?:\.\d{1,3}){3}/\d{1,2}"
+ANYWHERE = "0.0.0.0/0"
+# A security group takes 60 inbound rules; the host's also admits the admin API's one client.
+MAX_INGRESS_CIDRS = 50
 
 
 @dataclass(frozen=True)
@@ -80,6 +85,20 @@ CONTEXT_KEYS = (
         "the load balancer's own DNS name",
     ),
     ContextKey(
+        "ingressAuth",
+        "self-hosted",
+        r"key|none",
+        "'key' (callers send the ingress key) or 'none' (an open ingress, for a throwaway demo)",
+        "the default, key",
+    ),
+    ContextKey(
+        "ingressCidrs",
+        "self-hosted",
+        rf"{_IPV4_CIDR}(?:\s*,\s*{_IPV4_CIDR})*",
+        "IPv4 ranges in CIDR notation, separated by commas, such as 203.0.113.0/24,198.51.100.7/32",
+        f"the whole internet ({ANYWHERE}), with the ingress key required",
+    ),
+    ContextKey(
         "hostedZoneId",
         "self-hosted",
         r"Z[A-Z0-9]{1,31}",
@@ -121,6 +140,9 @@ class DeploymentSettings:
     # is then https://<domain_name>. With hosted_zone_id, the stack creates its record in that public zone.
     domain_name: str | None = None
     hosted_zone_id: str | None = None
+    # Self-hosted only: whether callers must send the ingress key (a generated secret), and from where they may call.
+    ingress_key: bool = True
+    ingress_cidrs: tuple[str, ...] = (ANYWHERE,)
     # What happens to Restate's registration of a function version when the stack is deleted
     deregister_on_delete: bool = False
 
@@ -155,12 +177,15 @@ class DeploymentSettings:
                 raise SettingsError(
                     "context 'hostedZoneId' needs context 'domainName': the name to create a record for"
                 )
+            cidrs = _read(context, "ingressCidrs")
             return cls(
                 prefix,
                 "self-hosted",
                 certificate_arn=certificate,
                 domain_name=domain,
                 hosted_zone_id=zone,
+                ingress_key=_read(context, "ingressAuth") != "none",
+                ingress_cidrs=(ANYWHERE,) if cidrs is None else _ranges(cidrs),
                 deregister_on_delete=deregister,
             )
 
@@ -178,6 +203,18 @@ class DeploymentSettings:
             cloud_region=_read(context, "region") or "us",
             deregister_on_delete=deregister,
         )
+
+    @property
+    def warnings(self) -> list[str]:
+        """What synthesis says on stderr, one line each, about a deployment that is open on purpose."""
+        if self.mode != "self-hosted" or self.ingress_key:
+            return []
+        everyone = ANYWHERE in self.ingress_cidrs
+        reach = "anyone on the internet" if everyone else f"anyone in {','.join(self.ingress_cidrs)}"
+        return [
+            f"warning: ingressAuth=none: {reach} can book and pay for trips and read any trip "
+            "through this ingress, with no key; use it for a throwaway demo only"
+        ]
 
     def stack_name(self, base: str) -> str:
         """`RestateStack`, or `<prefix>-RestateStack` with a prefix."""
@@ -218,6 +255,26 @@ def _read(context: Mapping[str, object], name: str) -> str | None:
     if not re.fullmatch(key.pattern, value):
         raise SettingsError(f"context {name!r} must be {key.valid}, not {_shown(value)}")
     return value
+
+
+def _ranges(value: str) -> tuple[str, ...]:
+    """The ranges of `ingressCidrs`, each a valid IPv4 network given by its first address, none twice."""
+    found: list[str] = []
+    for text in (part.strip() for part in value.split(",")):
+        try:
+            network = ipaddress.IPv4Network(text)
+        except ValueError as err:
+            loose = ipaddress.IPv4Network(text, strict=False) if "has host bits set" in str(err) else None
+            hint = f"; did you mean {loose}?" if loose else ""
+            raise SettingsError(f"context 'ingressCidrs': {text!r} is not a valid IPv4 range ({err}){hint}") from None
+        if str(network) in found:
+            raise SettingsError(f"context 'ingressCidrs': {text!r} is given twice")
+        found.append(str(network))
+    if len(found) > MAX_INGRESS_CIDRS:
+        raise SettingsError(
+            f"context 'ingressCidrs' has {len(found)} ranges; a security group takes at most {MAX_INGRESS_CIDRS} here"
+        )
+    return tuple(found)
 
 
 def _unknown_key(key: str) -> str:

@@ -22,13 +22,22 @@ CERTIFICATE = "arn:aws:acm:us-east-1:111122223333:certificate/0c6e2d3a"
 DOMAIN = "holiday.example.com"
 HOSTED_ZONE = "Z0123456789ABCDEFGHIJ"
 CLOUD = {"deploymentMode": "cloud", "clusterId": "env_abc123", "authTokenSecretArn": SECRET}
+CALLERS = ("203.0.113.0/24", "198.51.100.7/32")  # documentation ranges (RFC 5737)
 # Every mode the README documents, by the name the tests use.
 MODES: dict[str, dict[str, str]] = {
     "default": {},
     "prefix": {"prefix": "alice"},
     "acm": {"certificateArn": CERTIFICATE},
-    "domain": {"certificateArn": CERTIFICATE, "domainName": DOMAIN, "hostedZoneId": HOSTED_ZONE},
+    # A load balancer that admits only some callers.
+    "domain": {
+        "certificateArn": CERTIFICATE,
+        "domainName": DOMAIN,
+        "hostedZoneId": HOSTED_ZONE,
+        "ingressCidrs": ",".join(CALLERS),
+    },
     "cloud": CLOUD,
+    "open": {"ingressAuth": "none"},
+    "cidrs": {"ingressCidrs": ",".join(CALLERS)},
 }
 
 Templates = tuple[dict[str, Any], dict[str, Any]]  # RestateStack's, RestateHolidayStack's

@@ -9,11 +9,12 @@ from aws_cdk import aws_elasticloadbalancingv2_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_route53 as route53
+from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
-from infra.host.config import ADMIN_PORT, HTTPS_PORT, INGRESS_PORT, boot_script
+from infra.host.config import ADMIN_PORT, BALANCER_TARGET_PORT, HTTPS_PORT, boot_script
 from infra.nag import acknowledge
-from infra.settings import DeploymentSettings
+from infra.settings import ANYWHERE, DeploymentSettings
 
 HOST_TAG = "restate-holiday:host"
 # Resolvers cache the admin name this long; a replaced instance is found again within it.
@@ -23,9 +24,11 @@ ADMIN_RECORD_TTL = Duration.seconds(30)
 class RestateHost(Construct):
     """One EC2 instance running restate-server, reachable as described on each port.
 
-    - ingress: HTTPS on 443 from anywhere, at a fixed Elastic IP through nginx with a
-      self-signed certificate on the host, or through a network load balancer with the
-      ACM certificate given (then 8080 is open to the VPC only, for the balancer);
+    - ingress: HTTPS on 443 from the ranges of `ingressCidrs` (by default anywhere), at a
+      fixed Elastic IP through nginx with a self-signed certificate on the host, or through
+      a network load balancer with the ACM certificate given (which passes plain HTTP to
+      nginx on the host). Either way nginx refuses, with 401, any call without the ingress
+      key: a generated secret (`ingress_key`) that only the host's role may read;
     - admin (9070): only from `admin_clients`, a security group for the registration
       function inside the VPC, never from the internet; at a private DNS name that
       follows the instance when it is replaced;
@@ -74,12 +77,15 @@ class RestateHost(Construct):
         role = iam.Role(self, "Role", assumed_by=iam.ServicePrincipal("ec2.amazonaws.com"))
         self.role = role
         self._grant_host_permissions(role)
+        self.ingress_key = self._ingress_key(role) if settings.ingress_key else None
 
         self_signed = settings.certificate_arn is None
         user_data = ec2.UserData.for_linux()
         user_data.add_commands(
             boot_script(
                 tls="self-signed" if self_signed else "load-balancer",
+                # Its ARN only: the host reads the key itself, so it is in no template and no user data.
+                ingress_key_secret=self.ingress_key.secret_arn if self.ingress_key else None,
                 volume_id=self.volume.volume_id,
                 log_group=self.log_group.log_group_name,
             )
@@ -109,7 +115,7 @@ class RestateHost(Construct):
         self.admin_url = self._admin_name(vpc, settings)
 
         if self_signed:
-            self.security_group.add_ingress_rule(ec2.Peer.any_ipv4(), ec2.Port.tcp(HTTPS_PORT), "Restate ingress (TLS)")
+            _admit_callers(self.security_group, settings)
             # A fixed public address: the ingress URL outlives a replaced instance.
             address = ec2.CfnEIP(self, "IngressAddress", domain="vpc", instance_id=self.instance.instance_id)
             address.node.add_dependency(vpc.internet_connectivity_established)
@@ -123,12 +129,26 @@ class RestateHost(Construct):
             "A single Restate node by design; termination protection would block CloudFormation from "
             "replacing it, and its data lives on a separate volume that survives replacement.",
         )
-        acknowledge(
-            self.security_group,
-            "EC23",
-            "The ingress is public by design: callers reach it with curl over HTTPS on 443.",
-        )
         CfnOutput(self, "AdminUrl", value=self.admin_url, description="Reachable only from inside the VPC")
+
+    def _ingress_key(self, role: iam.IRole) -> secretsmanager.Secret:
+        """The key callers send (`Authorization: Bearer <key>`): made by Secrets Manager at deploy, read by the host."""
+        key = secretsmanager.Secret(
+            self,
+            "IngressKey",
+            description="The Restate ingress key of the holiday example: Authorization: Bearer <this value>",
+            # 48 letters and digits: nothing to escape in a header, a shell or nginx's configuration.
+            generate_secret_string=secretsmanager.SecretStringGenerator(exclude_punctuation=True, password_length=48),
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        key.grant_read(role)
+        acknowledge(
+            key,
+            "SMG4",
+            "Rotated on demand with the command in the README (a new value; the host picks it up within a "
+            "minute); a rotation function would add a Lambda in the VPC for a key that only callers hold.",
+        )
+        return key
 
     def _admin_name(self, vpc: ec2.IVpc, settings: DeploymentSettings) -> str:
         """`http://admin.<zone>:9070`, a private DNS name whose record follows the instance.
@@ -195,13 +215,22 @@ class RestateHost(Construct):
         )
 
     def _load_balancer(self, vpc: ec2.IVpc, settings: DeploymentSettings) -> str:
-        """TLS (1.2 or 1.3) with the ACM certificate at a network load balancer; the host serves plain HTTP on 8080."""
+        """TLS (1.2 or 1.3) with the ACM certificate at a network load balancer, which passes plain HTTP to nginx."""
         assert settings.certificate_arn is not None
+        balancer_group = ec2.SecurityGroup(
+            self, "IngressBalancer", vpc=vpc, description="Load balancer of the Restate ingress: HTTPS from callers"
+        )
+        _admit_callers(balancer_group, settings)
         self.security_group.add_ingress_rule(
-            ec2.Peer.ipv4(vpc.vpc_cidr_block), ec2.Port.tcp(INGRESS_PORT), "Restate ingress from the load balancer"
+            balancer_group, ec2.Port.tcp(BALANCER_TARGET_PORT), "Restate ingress (nginx) from the load balancer"
         )
         nlb = elbv2.NetworkLoadBalancer(
-            self, "Ingress", vpc=vpc, internet_facing=True, vpc_subnets=ec2.SubnetSelection(subnets=vpc.public_subnets)
+            self,
+            "Ingress",
+            vpc=vpc,
+            internet_facing=True,
+            vpc_subnets=ec2.SubnetSelection(subnets=vpc.public_subnets),
+            security_groups=[balancer_group],
         )
         listener = nlb.add_listener(
             "Https",
@@ -212,9 +241,9 @@ class RestateHost(Construct):
         )
         listener.add_targets(
             "Restate",
-            port=INGRESS_PORT,
+            port=BALANCER_TARGET_PORT,
             protocol=elbv2.Protocol.TCP,
-            targets=[targets.InstanceTarget(self.instance, INGRESS_PORT)],
+            targets=[targets.InstanceTarget(self.instance, BALANCER_TARGET_PORT)],
             preserve_client_ip=False,
         )
         acknowledge(
@@ -244,3 +273,14 @@ class RestateHost(Construct):
                 ),
             )
         return f"https://{settings.domain_name}"
+
+
+def _admit_callers(group: ec2.SecurityGroup, settings: DeploymentSettings) -> None:
+    """HTTPS on 443 from each range of `ingressCidrs`: by default from anywhere, the key still required."""
+    for cidr in settings.ingress_cidrs:
+        group.add_ingress_rule(ec2.Peer.ipv4(cidr), ec2.Port.tcp(HTTPS_PORT), "Restate ingress (TLS)")
+    if ANYWHERE in settings.ingress_cidrs:
+        why = "callers reach it with curl over HTTPS on 443" + (
+            ", and nginx refuses any call without the ingress key" if settings.ingress_key else ""
+        )
+        acknowledge(group, "EC23", f"The ingress is public by design ({ANYWHERE}, the default of ingressCidrs): {why}.")

@@ -9,6 +9,7 @@ from infra.host.config import TlsMode, boot_script
 
 SAMPLE_VOLUME = "vol-0123456789abcdef0"
 SAMPLE_LOG_GROUP = "/restate/restate"
+SAMPLE_SECRET = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:IngressKey-AbCdEf"
 
 
 def main(argv: list[str]) -> None:
@@ -16,7 +17,11 @@ def main(argv: list[str]) -> None:
     chosen = [mode for mode in modes if argv == [mode]]
     if not chosen:
         sys.exit(f"usage: python -m infra.host {{{'|'.join(modes)}}}")
-    sys.stdout.write(boot_script(tls=chosen[0], volume_id=SAMPLE_VOLUME, log_group=SAMPLE_LOG_GROUP))
+    sys.stdout.write(
+        boot_script(
+            tls=chosen[0], ingress_key_secret=SAMPLE_SECRET, volume_id=SAMPLE_VOLUME, log_group=SAMPLE_LOG_GROUP
+        )
+    )
 
 
 if __name__ == "__main__":

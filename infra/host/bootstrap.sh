@@ -3,7 +3,8 @@
 #  1. attaches the data volume (waiting while a replaced instance still holds it), formats it once, mounts it;
 #  2. writes the configuration of restate-server, the trace collector and nginx (infra/host/config.py);
 #  3. runs each in Docker under systemd: Restate only once its data volume is mounted, its log in
-#     CloudWatch, its traces to X-Ray, and (with a self-signed certificate) nginx terminating TLS on 443.
+#     CloudWatch, its traces to X-Ray, and nginx in front of its ingress: it checks the ingress key (copied
+#     from Secrets Manager now and every minute by a timer) and ends TLS on 443, unless a load balancer does.
 # The placeholders between at-signs are filled in by infra/host/config.py; cloud-init runs this once per
 # instance, and any change to it replaces the instance (RestateHost sets user_data_causes_replacement).
 set -euo pipefail
@@ -70,7 +71,7 @@ retry 10 dnf install -y docker
 systemctl enable --now docker
 
 # 2. Configuration.
-mkdir -p /etc/restate /etc/otel /etc/restate-tls
+mkdir -p @CONFIG_DIRS@
 @CONFIG_FILES@
 @TLS_SETUP@
 

@@ -3,13 +3,14 @@
 The boot script (`bootstrap.sh`) writes these files on the EC2 host, and the
 rehearsal test runs restate-server and nginx on loopback with the very same
 renderings, changing only the addresses and paths in `NodeLayout` and
-`TlsLayout`. So what is tested here is what the host gets.
+`FrontLayout`. So what is tested here is what the host gets.
 """
 
 from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -18,16 +19,31 @@ RESTATE_IMAGE = "docker.io/restatedev/restate:1.7.12"
 OTEL_IMAGE = "public.ecr.aws/aws-observability/aws-otel-collector:v0.43.3"
 NGINX_IMAGE = "public.ecr.aws/nginx/nginx:1.27"
 INGRESS_PORT, ADMIN_PORT, HTTPS_PORT = 8080, 9070, 443
+# Where nginx takes plain HTTP from a load balancer that ends TLS itself (Restate's own 8080 is on loopback).
+BALANCER_TARGET_PORT = 8081
 # restate-server takes up to a minute (its shutdown-timeout) to stop cleanly; so does an instance being replaced.
 STOP_GRACE_S = 60
 NODE_NAME = "restate-1"  # fixed: a replacement instance takes over the same node's data
 DATA_MOUNT = "/var/lib/restate"  # the data volume, on the host
 BOOT_SCRIPT = Path(__file__).resolve().parent / "bootstrap.sh"
-# How the ingress is served: by nginx on the host with a self-signed certificate,
-# or by a load balancer with an ACM certificate that reaches Restate on 8080.
+# Copies the ingress key from Secrets Manager into nginx's configuration; installed on the host as:
+INGRESS_KEY_SCRIPT = Path(__file__).resolve().parent / "ingress_key.sh"
+INGRESS_KEY_COMMAND = "/usr/local/bin/restate-ingress-key"
+FRONT_DIR = "/etc/restate-ingress"  # nginx's configuration, certificate and ingress key on the host
+FRONT_UNIT = "restate-ingress.service"  # nginx
+KEY_UNIT = "restate-ingress-key"  # a timer and the service it runs: the key's copy
+KEY_REFRESH_S = 60  # how often the host reads the key again: a rotated key is in use within about this
+# Where TLS ends: at nginx on the host with a self-signed certificate, or at a load balancer with an ACM
+# certificate that passes plain HTTP to nginx. Either way nginx checks the key in front of Restate.
 TlsMode = Literal["self-signed", "load-balancer"]
 # The longest idempotency-key the TLS front passes on (Restate itself keeps keys of any length).
 MAX_IDEMPOTENCY_KEY = 256
+# nginx's answer to a call without the ingress key, or with another (the CLI and the README quote it).
+UNAUTHORIZED = (
+    "missing or wrong ingress key: send the header Authorization: Bearer <key>, "
+    "with the key from the secret in the stack output IngressKeySecretArn"
+)
+assert not set(UNAUTHORIZED) & set("'\"\\$"), "nginx's quoted string, and JSON, take it as it is"
 
 
 @dataclass(frozen=True)
@@ -35,28 +51,29 @@ class NodeLayout:
     """Where restate-server listens and keeps its data. The defaults are the host's."""
 
     base_dir: str = "/restate-data"  # the data volume, as mounted into the container
-    ingress: str = f"0.0.0.0:{INGRESS_PORT}"
+    ingress: str = f"127.0.0.1:{INGRESS_PORT}"  # only nginx, beside it, reaches the ingress
     admin: str = f"0.0.0.0:{ADMIN_PORT}"  # the security group admits the registration function only
     fabric_ip: str = "127.0.0.1"  # node-to-node traffic: a single node has no peers
     fabric_port: int = 5122
     tracing_endpoint: str = "http://127.0.0.1:4317"  # the OpenTelemetry collector beside it
 
-    @classmethod
-    def for_host(cls, tls: TlsMode) -> NodeLayout:
-        """Behind nginx the ingress need only answer on loopback; a load balancer reaches it over the VPC."""
-        return cls() if tls == "load-balancer" else cls(ingress=f"127.0.0.1:{INGRESS_PORT}")
-
 
 @dataclass(frozen=True)
-class TlsLayout:
-    """Where nginx listens, what it forwards to, and its files. The defaults are the host's."""
+class FrontLayout:
+    """Where nginx listens (with TLS or without), what it forwards to, and its files. The defaults are the host's."""
 
     listen: str = str(HTTPS_PORT)
+    tls: bool = True  # False: plain HTTP from a load balancer that ended TLS
     upstream: str = f"127.0.0.1:{INGRESS_PORT}"
-    certificate: str = "/etc/restate-tls/cert.pem"
-    key: str = "/etc/restate-tls/key.pem"
+    certificate: str = f"{FRONT_DIR}/cert.pem"
+    key: str = f"{FRONT_DIR}/key.pem"
+    ingress_key: str = f"{FRONT_DIR}/ingress-key.conf"  # written by INGRESS_KEY_SCRIPT, root only
     runtime_dir: str = "/var/cache/nginx"  # pid file and buffers; the nginx image owns this folder
     access_log: str = "/dev/stdout"  # the container's log, which goes to CloudWatch
+
+    @classmethod
+    def for_host(cls, tls: TlsMode) -> FrontLayout:
+        return cls() if tls == "self-signed" else cls(listen=str(BALANCER_TARGET_PORT), tls=False)
 
 
 def restate_config(layout: NodeLayout) -> str:
@@ -80,9 +97,29 @@ bind-address = "{layout.admin}"
 """
 
 
-def nginx_config(layout: TlsLayout) -> str:
-    """nginx terminating TLS (1.2 and 1.3, HTTP/1.1 and HTTP/2) in front of the ingress, and nothing else."""
+def nginx_config(layout: FrontLayout, *, keyed: bool) -> str:
+    """nginx in front of the ingress, and nothing else: the ingress key (when `keyed`), then TLS (1.2 and 1.3,
+    HTTP/1.1 and HTTP/2) unless a load balancer ended it."""
     run = layout.runtime_dir
+    if layout.tls:
+        # "listen ... http2" works on nginx 1.22 (tested here) and 1.27 (the image), where it is deprecated but kept.
+        listen = f"""listen {layout.listen} ssl http2;
+    ssl_certificate {layout.certificate};
+    ssl_certificate_key {layout.key};
+    ssl_protocols TLSv1.2 TLSv1.3;"""
+    else:
+        listen = f"listen {layout.listen};  # plain HTTP: the load balancer in front ended TLS"
+    key_setting = key_check = ""
+    if keyed:
+        key_setting = f"""
+    # `set $ingress_key "Bearer <key>";`, copied from Secrets Manager by {INGRESS_KEY_COMMAND}.
+    include {layout.ingress_key};"""
+        # An exact, case-sensitive comparison; refused before anything reaches Restate.
+        key_check = f"""
+      if ($http_authorization != $ingress_key) {{
+        add_header WWW-Authenticate 'Bearer realm="restate-holiday"' always;
+        return 401 '{{"code":401,"message":"{UNAUTHORIZED}"}}';
+      }}"""
     return f"""\
 # nginx in front of the Restate ingress on RestateStack's node, rendered by infra/host/config.py.
 worker_processes auto;
@@ -100,14 +137,10 @@ http {{
   uwsgi_temp_path {run}/uwsgi_temp;
   scgi_temp_path {run}/scgi_temp;
   server {{
-    # "listen ... http2" works on nginx 1.22 (tested here) and 1.27 (the image), where it is deprecated but kept.
-    listen {layout.listen} ssl http2;
-    ssl_certificate {layout.certificate};
-    ssl_certificate_key {layout.key};
-    ssl_protocols TLSv1.2 TLSv1.3;
+    {listen}
     client_max_body_size 1m;
-    default_type application/json;
-    location / {{
+    default_type application/json;{key_setting}
+    location / {{{key_check}
       # Restate stores an idempotency key as sent, and the services never see it: its length is capped here.
       if ($http_idempotency_key ~ "^.{{{MAX_IDEMPOTENCY_KEY + 1}}}") {{
         return 400 '{{"code":400,"message":"idempotency-key is longer than {MAX_IDEMPOTENCY_KEY} characters"}}';
@@ -116,6 +149,8 @@ http {{
       proxy_pass http://{layout.upstream};
       proxy_http_version 1.1;
       proxy_set_header Connection "";
+      # The key stops here: Restate would pass it on to the services and keep it with the invocation.
+      proxy_set_header Authorization "";
       proxy_read_timeout 300s;
     }}
   }}
@@ -151,15 +186,32 @@ service:
 """
 
 
-def container_unit(name: str, description: str, docker_args: list[str], needs_data: bool = False) -> str:
-    """A systemd unit that runs one container. With `needs_data`, it starts only on the mounted data volume."""
+def container_unit(
+    name: str,
+    description: str,
+    docker_args: list[str],
+    *,
+    needs_data: bool = False,
+    environment: Mapping[str, str] | None = None,
+    prepare: str | None = None,
+    reload_signal: str | None = None,
+) -> str:
+    """A systemd unit that runs one container.
+
+    With `needs_data`, it starts only on the mounted data volume; `prepare` runs before each start (a
+    failure does not stop the start); `reload_signal` is sent to the container by `systemctl reload`.
+    """
     mount = ""
-    check = ""
+    pre = ""
     if needs_data:
         # The volume is mounted `nofail` (a missing volume must not stop the boot), which does
         # not order it before anything; this does, and the check refuses an unmounted folder.
         mount = f"RequiresMountsFor={DATA_MOUNT}\n"
-        check = f"ExecStartPre=/usr/bin/mountpoint -q {DATA_MOUNT}\n"
+        pre = f"ExecStartPre=/usr/bin/mountpoint -q {DATA_MOUNT}\n"
+    env = "".join(f"Environment={key}={value}\n" for key, value in (environment or {}).items())
+    if prepare:
+        pre += f"ExecStartPre=-{prepare}\n"
+    reload = f"ExecReload=/usr/bin/docker kill --signal {reload_signal} {name}\n" if reload_signal else ""
     run = shlex.join(["/usr/bin/docker", "run", "--rm", "--name", name, "--network", "host", *docker_args])
     return f"""\
 [Unit]
@@ -169,9 +221,9 @@ After=docker.service network-online.target
 Wants=network-online.target
 {mount}
 [Service]
-{check}ExecStartPre=-/usr/bin/docker rm -f {name}
+{env}{pre}ExecStartPre=-/usr/bin/docker rm -f {name}
 ExecStart={run}
-ExecStop=/usr/bin/docker stop --time {STOP_GRACE_S} {name}
+{reload}ExecStop=/usr/bin/docker stop --time {STOP_GRACE_S} {name}
 TimeoutStopSec={STOP_GRACE_S + 30}
 Restart=always
 RestartSec=5
@@ -189,8 +241,11 @@ def _awslogs(stream: str) -> list[str]:
     ]  # fmt: skip
 
 
-def units(tls: TlsMode) -> dict[str, str]:
-    """The host's systemd units by file name. `${REGION}` and `${LOG_GROUP}` are filled in later."""
+def units(tls: TlsMode, ingress_key_secret: str | None) -> dict[str, str]:
+    """The host's systemd units by file name. `${REGION}` and `${LOG_GROUP}` are filled in at boot.
+
+    `ingress_key_secret`: the ARN of the secret that holds the ingress key, or None for an open ingress.
+    """
     restate = container_unit(
         "restate",
         "Restate server",
@@ -213,18 +268,48 @@ def units(tls: TlsMode) -> dict[str, str]:
             OTEL_IMAGE, "--config", "/etc/otel/config.yaml",
         ],
     )  # fmt: skip
-    found = {"restate.service": restate, "otel.service": otel}
-    if tls == "self-signed":
-        found["restate-tls.service"] = container_unit(
-            "restate-tls",
-            "nginx: TLS in front of the Restate ingress",
-            [
-                "-v", "/etc/restate-tls:/etc/restate-tls:ro",
-                "-v", "/etc/restate-tls/nginx.conf:/etc/nginx/nginx.conf:ro",
-                *_awslogs("nginx"),
-                NGINX_IMAGE,
-            ],
-        )  # fmt: skip
+    copy_key = None
+    if ingress_key_secret is not None:
+        # Not shlex.join: the ARN is a CloudFormation reference until deploy, and has nothing to quote after.
+        copy_key = f"{INGRESS_KEY_COMMAND} {ingress_key_secret} {FrontLayout().ingress_key}"
+    front = container_unit(
+        FRONT_UNIT.removesuffix(".service"),
+        "nginx: the ingress key and TLS in front of the Restate ingress",
+        [
+            "-v", f"{FRONT_DIR}:{FRONT_DIR}:ro",
+            "-v", f"{FRONT_DIR}/nginx.conf:/etc/nginx/nginx.conf:ro",
+            *_awslogs("nginx"),
+            NGINX_IMAGE,
+        ],
+        environment={"AWS_REGION": "${REGION}"} if copy_key else None,
+        prepare=copy_key,  # the key is in place before nginx reads its configuration
+        reload_signal="HUP",  # nginx reloads its configuration gracefully
+    )  # fmt: skip
+    found = {"restate.service": restate, "otel.service": otel, FRONT_UNIT: front}
+    if copy_key is not None:
+        found[f"{KEY_UNIT}.service"] = f"""\
+[Unit]
+Description=Copy the Restate ingress key from Secrets Manager to nginx, and reload nginx when it changed
+After=network-online.target
+Wants=network-online.target
+
+[Service]
+Type=oneshot
+Environment=AWS_REGION=${{REGION}}
+ExecStart={copy_key} /usr/bin/systemctl try-reload-or-restart {FRONT_UNIT}
+"""
+        found[f"{KEY_UNIT}.timer"] = f"""\
+[Unit]
+Description=Pick up a rotated Restate ingress key within a minute
+
+[Timer]
+OnBootSec={KEY_REFRESH_S}s
+OnUnitActiveSec={KEY_REFRESH_S}s
+AccuracySec=5s
+
+[Install]
+WantedBy=timers.target
+"""
     return found
 
 
@@ -234,29 +319,36 @@ def _heredoc(path: str, content: str) -> str:
     return f"cat > {path} <<'EOF_FILE'\n{content}EOF_FILE"
 
 
-def boot_script(*, tls: TlsMode, volume_id: str, log_group: str) -> str:
-    """The host's user data: bootstrap.sh with its placeholders (between at-signs) filled, every file above in place."""
+def boot_script(*, tls: TlsMode, ingress_key_secret: str | None, volume_id: str, log_group: str) -> str:
+    """The host's user data: bootstrap.sh with its placeholders (between at-signs) filled, every file above in place.
+
+    `ingress_key_secret` is the ARN of the key's secret, never the key: the host reads the key at boot.
+    """
+    front = FrontLayout.for_host(tls)
     files = [
-        _heredoc("/etc/restate/restate.toml", restate_config(NodeLayout.for_host(tls))),
+        _heredoc("/etc/restate/restate.toml", restate_config(NodeLayout())),
         _heredoc("/etc/otel/config.yaml", OTEL_CONFIG),
+        _heredoc(f"{FRONT_DIR}/nginx.conf", nginx_config(front, keyed=ingress_key_secret is not None)),
     ]
+    if ingress_key_secret is not None:
+        files += [_heredoc(INGRESS_KEY_COMMAND, INGRESS_KEY_SCRIPT.read_text()), f"chmod 755 {INGRESS_KEY_COMMAND}"]
     tls_setup = ":"
-    if tls == "self-signed":
-        layout = TlsLayout()
-        files.append(_heredoc("/etc/restate-tls/nginx.conf", nginx_config(layout)))
-        make_cert = shlex.join(self_signed_certificate_command(layout.certificate, layout.key))
-        tls_setup = f"[ -f {layout.certificate} ] || {make_cert}"
-    host_units = units(tls)
+    if front.tls:
+        make_cert = shlex.join(self_signed_certificate_command(front.certificate, front.key))
+        tls_setup = f"[ -f {front.certificate} ] || {make_cert}"
+    host_units = units(tls, ingress_key_secret)
     # An unquoted heredoc: the shell fills in ${REGION} and ${LOG_GROUP} at boot.
     unit_files = [f"cat > /etc/systemd/system/{name} <<EOF_UNIT\n{text}EOF_UNIT" for name, text in host_units.items()]
     values = {
         "VOLUME_ID": volume_id,
         "LOG_GROUP": log_group,
         "DATA_MOUNT": DATA_MOUNT,
+        "CONFIG_DIRS": f"/etc/restate /etc/otel {FRONT_DIR}",
         "CONFIG_FILES": "\n".join(files),
         "TLS_SETUP": tls_setup,
         "UNIT_FILES": "\n".join(unit_files),
-        "UNITS": " ".join(host_units),
+        # What starts at boot: the services and the timer (the key's copy runs from them).
+        "UNITS": " ".join(name for name, text in host_units.items() if "[Install]" in text),
     }
     script = BOOT_SCRIPT.read_text()
     for name, value in values.items():

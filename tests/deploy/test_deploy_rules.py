@@ -176,3 +176,20 @@ def test_every_tls_listener_names_a_policy_without_tls_1_0_or_1_1(mode: str, tem
     assert len(listeners) == (1 if mode in ("acm", "domain") else 0)
     for listener in listeners:
         assert MODERN_TLS.match(listener.get("SslPolicy", "")), listener
+
+
+# --- Secrets Manager: the ingress key is made at deploy and stays there -----------------------
+
+
+def test_no_template_or_user_data_holds_a_secret_value(mode: str, templates: Templates) -> None:
+    for stack, template in both(templates):
+        text = json.dumps(template)
+        # A dynamic reference is resolved into the resource at deploy: user data would carry the key.
+        assert "resolve:secretsmanager" not in text, stack
+        for secret_id, secret in resources(template, "AWS::SecretsManager::Secret").items():
+            props = secret["Properties"]
+            assert "GenerateSecretString" in props, f"{stack}: {secret_id}"
+            assert "SecretString" not in props, f"{stack}: {secret_id}"
+    restate, _ = templates
+    secrets = resources(restate, "AWS::SecretsManager::Secret")
+    assert len(secrets) == (0 if mode in ("cloud", "open") else 1)  # the rule is exercised where it matters

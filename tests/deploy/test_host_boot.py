@@ -19,10 +19,13 @@ from infra.host import config
 
 VOLUME = "vol-0123456789abcdef0"
 IMDS = "http://169.254.169.254"
+SECRET = "arn:aws:secretsmanager:us-east-1:111122223333:secret:RestateIngressKey-AbCdEf"
+# Each way the host boots: TLS on the host or at a load balancer; with the ingress key, or open (ingressAuth=none).
+HOSTS = [(tls, secret) for tls in ("self-signed", "load-balancer") for secret in (SECRET, None)]
 
 
-def script(tls: config.TlsMode = "self-signed") -> str:
-    return config.boot_script(tls=tls, volume_id=VOLUME, log_group="/restate/restate")
+def script(tls: config.TlsMode = "self-signed", secret: str | None = SECRET) -> str:
+    return config.boot_script(tls=tls, ingress_key_secret=secret, volume_id=VOLUME, log_group="/restate/restate")
 
 
 class Metadata(ThreadingHTTPServer):
@@ -119,7 +122,7 @@ def test_retry_gives_a_command_a_bounded_number_of_tries(tmp_path: Path, fail_ti
 
 
 def test_restate_starts_only_on_the_mounted_data_volume(tmp_path: Path) -> None:
-    unit = config.units("self-signed")["restate.service"]
+    unit = config.units("self-signed", SECRET)["restate.service"]
     assert f"RequiresMountsFor={config.DATA_MOUNT}\n" in unit  # ordered after the mount, and needs it
     [check] = [line.split("=", 1)[1] for line in unit.splitlines() if line.startswith("ExecStartPre=/")]
     # The check itself, run as systemd would: refuses a plain folder, accepts a mounted one.
@@ -129,15 +132,21 @@ def test_restate_starts_only_on_the_mounted_data_volume(tmp_path: Path) -> None:
     assert f"-v {config.DATA_MOUNT}:{config.NodeLayout().base_dir}" in unit
 
 
-@pytest.mark.parametrize("tls", ["self-signed", "load-balancer"])
-def test_shellcheck_finds_nothing_in_the_boot_script(tls: config.TlsMode) -> None:
+@pytest.mark.parametrize(("tls", "secret"), HOSTS)
+def test_shellcheck_finds_nothing_in_the_boot_script(tls: config.TlsMode, secret: str | None) -> None:
     shellcheck = Path(sys.executable).parent / "shellcheck"
-    done = subprocess.run([str(shellcheck), "-"], input=script(tls), capture_output=True, text=True)
+    done = subprocess.run([str(shellcheck), "-"], input=script(tls, secret), capture_output=True, text=True)
     assert done.returncode == 0, done.stdout
 
 
-@pytest.mark.parametrize("tls", ["self-signed", "load-balancer"])
-def test_systemd_accepts_the_hosts_units(tls: config.TlsMode, tmp_path: Path) -> None:
+def test_shellcheck_finds_nothing_in_the_ingress_key_script() -> None:
+    shellcheck = Path(sys.executable).parent / "shellcheck"
+    done = subprocess.run([str(shellcheck), str(config.INGRESS_KEY_SCRIPT)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout
+
+
+@pytest.mark.parametrize(("tls", "secret"), HOSTS)
+def test_systemd_accepts_the_hosts_units(tls: config.TlsMode, secret: str | None, tmp_path: Path) -> None:
     analyze = shutil.which("systemd-analyze")
     system_units = Path("/usr/lib/systemd/system")
     if analyze is None or not system_units.is_dir():
@@ -150,12 +159,20 @@ def test_systemd_accepts_the_hosts_units(tls: config.TlsMode, tmp_path: Path) ->
     (root / "usr/bin/docker").write_text("#!/bin/sh\n")
     (root / "usr/bin/docker").chmod(0o755)
     shutil.copy("/usr/bin/mountpoint", root / "usr/bin/mountpoint")
+    shutil.copy(shutil.which("systemctl") or "/usr/bin/systemctl", root / "usr/bin/systemctl")
+    key_command = root / config.INGRESS_KEY_COMMAND.lstrip("/")
+    key_command.parent.mkdir(parents=True)
+    shutil.copy(config.INGRESS_KEY_SCRIPT, key_command)  # as the boot script installs it, and
+    key_command.chmod(0o755)
+    assert (f"chmod 755 {config.INGRESS_KEY_COMMAND}" in script(tls, secret)) == (secret is not None)
     written = root / "etc/systemd/system"
     written.mkdir(parents=True)
-    for name, text in config.units(tls).items():
+    found = config.units(tls, secret)
+    assert (f"{config.KEY_UNIT}.timer" in found) == (secret is not None)
+    for name, text in found.items():
         # As the boot script's heredoc fills them in.
         (written / name).write_text(text.replace("${REGION}", "us-east-1").replace("${LOG_GROUP}", "/restate/restate"))
-    units = [f"etc/systemd/system/{name}" for name in config.units(tls)]
+    units = [f"etc/systemd/system/{name}" for name in found]
     done = subprocess.run(
         [analyze, "verify", "--man=no", f"--root={root}", *units], cwd=root, capture_output=True, text=True
     )

@@ -2,20 +2,24 @@
 
 restate-server reads the host's restate.toml and nginx the host's nginx.conf, both
 rendered by infra/host/config.py with only addresses and paths changed; the
-certificate is made with the host's openssl command. The four functions run behind
-the local Lambda runtime and are registered by the registration handler, called
-with the events CloudFormation sends. Then trips are booked over HTTPS through
-nginx, as a user would with curl.
+certificate is made with the host's openssl command, and the ingress key is copied
+from (the local stand-in's) Secrets Manager by the host's own script, with the AWS
+CLI. The four functions run behind the local Lambda runtime and are registered by
+the registration handler, called with the events CloudFormation sends. Then trips
+are booked over HTTPS through nginx, as a user would with curl and the key.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
+import secrets
 import subprocess
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -26,25 +30,17 @@ from holiday_tools.devstack import LOCAL_CREDENTIALS, LocalStack, Ports, http_ok
 from holiday_tools.processes import Process
 from infra.host.config import (
     MAX_IDEMPOTENCY_KEY,
+    UNAUTHORIZED,
+    FrontLayout,
     NodeLayout,
-    TlsLayout,
-    nginx_config,
     restate_config,
-    self_signed_certificate_command,
 )
 from infra.registration.handler import on_event
+from tests.front import Front, Secret
 from tests.support import PROJECT_DIR, TABLES, FakeContext, event, poll, rows
 
-NGINX_UNPACKED = PROJECT_DIR / "build" / "host-tools" / "usr" / "sbin" / "nginx"  # `make host-tools`
-
-
-def nginx_binary() -> str:
-    if NGINX_UNPACKED.exists():
-        return str(NGINX_UNPACKED)
-    installed = shutil.which("nginx")
-    if installed is None:
-        pytest.skip("no nginx: `make host-tools` unpacks Debian's package; elsewhere install nginx")
-    return installed
+# As Secrets Manager generates it for RestateStack: 48 letters and digits.
+KEY = secrets.token_hex(24)
 
 
 @dataclass
@@ -53,13 +49,21 @@ class Node:
 
     stack: LocalStack
     layout: NodeLayout
-    https_url: str
+    front: Front
     admin_url: str
-    processes: list[Process]
+    key: str  # the secret's current value
 
-    def curl(self, path: str, *args: str) -> tuple[int, str, Any]:
-        """`curl -k` through nginx, as the README shows: (status, HTTP version, JSON body)."""
-        argv = ["curl", "-sk", "--max-time", "60", "-o", "-", "-w", "\n%{http_code} %{http_version}", *args]
+    @property
+    def https_url(self) -> str:
+        return self.front.url
+
+    def curl(self, path: str, *args: str, key: str | None = "") -> tuple[int, str, Any]:
+        """`curl -k` through nginx with the key, as the README shows: (status, HTTP version, JSON body).
+
+        `key`: the key to send (by default the current one), or None to send none.
+        """
+        header = [] if key is None else ["-H", f"Authorization: Bearer {key or self.key}"]
+        argv = ["curl", "-sk", "--max-time", "60", "-o", "-", "-w", "\n%{http_code} %{http_version}", *header, *args]
         done = subprocess.run([*argv, f"{self.https_url}{path}"], capture_output=True, text=True, check=True)
         body, _, tail = done.stdout.rpartition("\n")
         status, version = tail.split()
@@ -69,30 +73,26 @@ class Node:
         """The deployment Restate sends new calls of `service` to."""
         return str(httpx.get(f"{self.admin_url}/services/{service}", timeout=10).json()["deployment_id"])
 
-
-def answers(url: str) -> bool:
-    """Whether `url` answers below 500, accepting a self-signed certificate (curl -k)."""
-    try:
-        return httpx.get(url, timeout=1.0, verify=False).status_code < 500
-    except httpx.HTTPError:
-        return False
+    def headers(self, key: str | None = "") -> dict[str, str]:
+        return {} if key is None else {"Authorization": f"Bearer {key or self.key}"}
 
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
-    nginx = nginx_binary()
     work = tmp_path_factory.mktemp("host")
     ports, more = Ports.free(), Ports.free()
     stack = LocalStack(PROJECT_DIR, work / "stack", ports, mode="lambda")
     processes: list[Process] = []
+    front: Front | None = None
     try:
-        # The stand-ins for AWS: moto (tables, topic, STS) and the functions behind the local Lambda runtime.
+        # The stand-ins for AWS: moto (tables, topic, STS, the key's secret) and the functions behind
+        # the local Lambda runtime.
         stack.start_aws()
         stack.create_resources()
         stack.start_services()
 
         layout = replace(
-            NodeLayout.for_host("self-signed"),
+            NodeLayout(),
             base_dir=str(work / "restate-data"),
             ingress=f"127.0.0.1:{ports.ingress}",
             admin=f"127.0.0.1:{ports.admin}",  # 0.0.0.0 on the host; nothing here listens beyond loopback
@@ -116,42 +116,30 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
         admin_url = f"http://{layout.admin}"
         wait_until(http_ok(f"{admin_url}/health"), "restate-server with the host's configuration", timeout=60)
 
-        tls = replace(
-            TlsLayout(),
-            listen=f"127.0.0.1:{more.ingress}",
-            certificate=str(work / "cert.pem"),
-            key=str(work / "key.pem"),
-            runtime_dir=str(work / "nginx"),
-            access_log=str(work / "nginx" / "access.log"),
-            upstream=layout.ingress,
-        )
-        subprocess.run(self_signed_certificate_command(tls.certificate, tls.key), check=True, capture_output=True)
-        (work / "nginx").mkdir()
-        (work / "nginx.conf").write_text(nginx_config(tls))
-        argv = [nginx, "-p", str(work / "nginx"), "-c", str(work / "nginx.conf"), "-g", "daemon off;"]
-        front = Process("nginx", argv, dict(os.environ), work / "nginx.log")
-        front.start()
-        processes.append(front)
-        https_url = f"https://{tls.listen}"
-        wait_until(lambda: front.alive and answers(f"{https_url}/restate/health"), "nginx in front of the ingress")
+        # nginx as on the host (TLS on the host, the self-signed mode), its key from the secret.
+        secret = Secret.create(stack, "RestateIngressKey", KEY)
+        front = Front.start(work / "front", more.ingress, layout.ingress, tls=True, secret=secret)
 
         # CloudFormation's first deploy: a Create for each function version.
         for name in FUNCTIONS:
             on_event(event("Create", admin_url, stack.function_arn(name)), FakeContext())
-        yield Node(stack, layout, https_url, admin_url, processes)
+        yield Node(stack, layout, front, admin_url, KEY)
     finally:
+        if front is not None:
+            front.stop()
         for process in reversed(processes):
             process.stop()
         stack.stop()
 
 
 def test_the_rehearsal_runs_the_hosts_configuration_with_only_addresses_and_paths_changed(node: Node) -> None:
-    host = restate_config(NodeLayout.for_host("self-signed")).splitlines()
+    host = restate_config(NodeLayout()).splitlines()
     here = restate_config(node.layout).splitlines()
     changed = {a.split(" = ")[0] for a, b in zip(host, here, strict=True) if a != b}
     assert changed == {"base-dir", "bind-port", "tracing-endpoint", "bind-address"}
-    # On the host nginx forwards to exactly where Restate's ingress listens.
-    assert TlsLayout().upstream == NodeLayout.for_host("self-signed").ingress
+    # On the host nginx forwards to exactly where Restate's ingress listens, in either TLS mode.
+    for tls in ("self-signed", "load-balancer"):
+        assert FrontLayout.for_host(tls).upstream == NodeLayout().ingress
 
 
 @pytest.mark.parametrize(("flag", "version"), [("--http1.1", "1.1"), ("--http2", "2")])
@@ -224,7 +212,7 @@ def test_nginx_refuses_an_overlong_idempotency_key_and_nothing_is_written(
     response = httpx.post(
         f"{node.https_url}/trips/reserve",
         json={"trip_id": trip_id},
-        headers={"idempotency-key": "k" * length},
+        headers={"idempotency-key": "k" * length, **node.headers()},
         verify=False,  # the host's self-signed certificate, as curl -k
         timeout=60,
     )
@@ -236,3 +224,97 @@ def test_nginx_refuses_an_overlong_idempotency_key_and_nothing_is_written(
             "code": 400,
             "message": f"idempotency-key is longer than {MAX_IDEMPOTENCY_KEY} characters",
         }
+
+
+# --- the ingress key --------------------------------------------------------------------------
+
+FLAGS = ["--http1.1", "--http2"]
+
+
+def refused_header(kind: str, key: str) -> list[str]:
+    """curl's header arguments for each way of not holding the key."""
+    headers = {
+        "no key": [],
+        "a wrong key": [f"Authorization: Bearer {secrets.token_hex(24)}"],
+        "the key cut short": [f"Authorization: Bearer {key[:-1]}"],
+        "the key and more": [f"Authorization: Bearer {key}x"],
+        "the key as a password": ["-u", f"holiday:{key}"],  # Basic, not Bearer
+    }[kind]
+    return [arg for header in headers for arg in (["-H", header] if header.startswith("Authorization") else [header])]
+
+
+@pytest.mark.parametrize("flag", FLAGS)
+@pytest.mark.parametrize(
+    "kind", ["no key", "a wrong key", "the key cut short", "the key and more", "the key as a password"]
+)
+def test_a_call_without_the_key_gets_401_and_nothing_is_written(node: Node, trip_id: str, kind: str, flag: str) -> None:
+    body = json.dumps({"trip_id": trip_id})
+    status, _, answer = node.curl("/trips/reserve", flag, *refused_header(kind, node.key), "--json", body, key=None)
+    assert (status, answer) == (401, {"code": 401, "message": UNAUTHORIZED})
+    # Nothing reached Restate: no rows, and the trip has no record.
+    assert {table: rows(node.stack, table, trip_id) for table in TABLES} == {table: [] for table in TABLES}
+    status, _, answer = node.curl(f"/trip/{trip_id}/status")
+    assert status == 404, answer
+
+
+def test_a_401_says_how_to_authenticate_and_reading_a_trip_needs_the_key_too(node: Node) -> None:
+    status, _, booked = node.curl("/trips/reserve", "--json", "{}")
+    assert status == 200, booked
+    answer = httpx.get(f"{node.https_url}/trip/{booked['trip_id']}/status", verify=False, timeout=10)
+    assert answer.status_code == 401
+    assert answer.headers["www-authenticate"] == 'Bearer realm="restate-holiday"'
+    assert answer.json()["message"] == UNAUTHORIZED
+    assert answer.headers["server"] == "nginx"  # and no version
+
+
+def test_a_value_that_is_no_usable_key_is_refused_and_the_current_key_kept(node: Node) -> None:
+    before = Path(node.front.layout.ingress_key).read_text()
+    for bad in ("short", f'{"x" * 40}"; return 200;', f"{'y' * 40} z"):
+        node.front.secret.rotate(bad)  # type: ignore[union-attr]
+        done = node.front.copy_key(reload=True)
+        assert done.returncode == 1
+        assert "is not 32 to 512 of" in done.stderr
+        assert "keeping the current key" in done.stderr
+        assert bad not in done.stderr + done.stdout  # a key is never printed, not even a bad one
+        assert Path(node.front.layout.ingress_key).read_text() == before
+    node.front.secret.rotate(node.key)  # type: ignore[union-attr]
+    assert node.front.copy_key(reload=True).returncode == 0
+    assert Path(node.front.layout.ingress_key).stat().st_mode & 0o077 == 0  # root's only on the host
+    assert node.curl("/trips/reserve", "--json", "{}")[0] == 200
+
+
+def test_rotating_the_key_keeps_the_call_in_flight_and_then_only_the_new_key_books(node: Node, trip_id: str) -> None:
+    # A call that holds its connection open through the rotation: its body arrives in two parts.
+    sent_first_part, rotated = threading.Event(), threading.Event()
+
+    def body() -> Iterator[bytes]:
+        yield json.dumps({"trip_id": trip_id})[:-1].encode()
+        sent_first_part.set()
+        rotated.wait(timeout=60)
+        yield b"}"
+
+    old, new = node.key, secrets.token_hex(24)
+    with ThreadPoolExecutor(1) as pool:
+        in_flight = pool.submit(
+            httpx.post,
+            f"{node.https_url}/trips/reserve",
+            content=body(),
+            headers={**node.headers(), "content-type": "application/json"},
+            verify=False,
+            timeout=60,
+        )
+        assert sent_first_part.wait(timeout=30)
+        # The README's rotation: a new value in the secret; the host's timer copies it and reloads nginx.
+        node.front.secret.rotate(new)  # type: ignore[union-attr]
+        done = node.front.copy_key(reload=True)
+        assert done.returncode == 0, done.stderr
+        assert new not in done.stderr + done.stdout
+        poll(lambda: node.curl("/trips/reserve", "--json", "{}", key=old)[0], lambda s: s == 401, "the old key refused")
+        rotated.set()
+        answer = in_flight.result(timeout=60)
+    node.key = new
+    assert answer.status_code == 200, answer.text  # begun with the old key, finished on the old workers
+    assert answer.json()["trip_id"] == trip_id
+    for flag in FLAGS:
+        assert node.curl("/trips/reserve", flag, "--json", "{}")[0] == 200
+        assert node.curl("/trips/reserve", flag, "--json", "{}", key=old)[0] == 401

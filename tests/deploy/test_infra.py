@@ -16,8 +16,8 @@ from aws_cdk import App
 from app import build_app
 from holiday.functions import FUNCTIONS
 from holiday_tools.packaging import AssetReport
-from infra.host.config import NodeLayout, restate_config
-from tests.synth import CERTIFICATE, CLOUD, SECRET, Templates, as_list, joined, only, resources, synth
+from infra.host.config import BALANCER_TARGET_PORT, FrontLayout, NodeLayout, nginx_config, restate_config
+from tests.synth import CALLERS, CERTIFICATE, CLOUD, SECRET, Templates, as_list, joined, only, resources, synth
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +40,11 @@ def acm(synthesized: Callable[[str], Templates]) -> Templates:
     return synthesized("acm")
 
 
+@pytest.fixture(scope="module")
+def open_ingress(synthesized: Callable[[str], Templates]) -> Templates:
+    return synthesized("open")
+
+
 def ingress_rules(template: dict[str, Any]) -> list[dict[str, Any]]:
     """Every inbound rule, inline in a security group or standalone."""
     rules = [r["Properties"] for r in resources(template, "AWS::EC2::SecurityGroupIngress").values()]
@@ -53,6 +58,31 @@ def statements_of_role(template: dict[str, Any], role_id: str) -> list[dict[str,
     for policy in resources(template, "AWS::IAM::Policy").values():
         if {"Ref": role_id} in policy["Properties"].get("Roles", []):
             found += policy["Properties"]["PolicyDocument"]["Statement"]
+    return found
+
+
+def host_role(template: dict[str, Any]) -> str:
+    """The logical id of the Restate node's role."""
+    [role] = only(template, "AWS::IAM::InstanceProfile")["Properties"]["Roles"]
+    return str(role["Ref"])
+
+
+def host_group(template: dict[str, Any]) -> str:
+    """The logical id of the Restate node's security group."""
+    [interface] = only(template, "AWS::EC2::Instance")["Properties"]["NetworkInterfaces"]
+    [group] = interface["GroupSet"]
+    return str(group["Fn::GetAtt"][0])
+
+
+def readers_of(templates: Templates, secret_id: str) -> dict[str, set[str]]:
+    """Role logical id -> the actions any policy grants it on the secret `secret_id`."""
+    found: dict[str, set[str]] = {}
+    for template in templates:
+        for policy in resources(template, "AWS::IAM::Policy").values():
+            for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+                if {"Ref": secret_id} in as_list(statement["Resource"]):
+                    for role in policy["Properties"]["Roles"]:
+                        found.setdefault(role["Ref"], set()).update(as_list(statement["Action"]))
     return found
 
 
@@ -85,9 +115,10 @@ def test_self_hosted_restate_is_one_arm64_node_with_a_separate_encrypted_data_vo
     user_data = joined(instance["UserData"])
     assert "aws ec2 attach-volume" in user_data
     assert "restatedev/restate:1.7.12" in user_data
-    # The configuration the rehearsal runs (tests/test_host_rehearsal.py), with the ingress behind nginx.
-    assert restate_config(NodeLayout.for_host("self-signed")) in user_data
+    # The configuration the rehearsal runs (tests/deploy/test_host_rehearsal.py), the ingress behind nginx.
+    assert restate_config(NodeLayout()) in user_data
     assert 'bind-address = "127.0.0.1:8080"' in user_data
+    assert nginx_config(FrontLayout(), keyed=True) in user_data
     assert only(restate, "AWS::EC2::LaunchTemplate")["Properties"]["LaunchTemplateData"]["MetadataOptions"] == {
         "HttpTokens": "required"
     }
@@ -101,12 +132,11 @@ def test_restate_logs_go_to_the_documented_log_group_and_traces_to_xray(default:
     assert "awslogs-stream=restate" in user_data
     assert "awsxray" in user_data
     assert 'tracing-endpoint = "http://127.0.0.1:4317"' in user_data
-    [role] = only(restate, "AWS::IAM::InstanceProfile")["Properties"]["Roles"]
-    actions = json.dumps([s["Action"] for s in statements_of_role(restate, role["Ref"])])
+    actions = json.dumps([s["Action"] for s in statements_of_role(restate, host_role(restate))])
     assert "xray:PutTraceSegments" in actions
 
 
-def test_ingress_is_open_on_443_and_the_admin_port_to_no_cidr(default: Templates) -> None:
+def test_by_default_the_ingress_is_open_on_443_and_the_admin_port_to_no_cidr(default: Templates) -> None:
     restate, _ = default
     rules = ingress_rules(restate)
     public = [r for r in rules if r.get("CidrIp") == "0.0.0.0/0"]
@@ -122,19 +152,99 @@ def test_ingress_is_open_on_443_and_the_admin_port_to_no_cidr(default: Templates
     assert "https://" in json.dumps(outputs["RestateIngressEndpoint"]["Value"])
 
 
-def test_with_an_acm_certificate_a_load_balancer_terminates_tls(acm: Templates) -> None:
+def test_with_an_acm_certificate_a_load_balancer_ends_tls_and_nginx_on_the_host_checks_the_key(
+    acm: Templates,
+) -> None:
     restate, _ = acm
     listener = only(restate, "AWS::ElasticLoadBalancingV2::Listener")["Properties"]
     assert (listener["Port"], listener["Protocol"]) == (443, "TLS")
     assert listener["Certificates"] == [{"CertificateArn": CERTIFICATE}]
+    target_group = only(restate, "AWS::ElasticLoadBalancingV2::TargetGroup")["Properties"]
+    assert (target_group["Port"], target_group["Protocol"]) == (BALANCER_TARGET_PORT, "TCP")
+    [balancer_group] = only(restate, "AWS::ElasticLoadBalancingV2::LoadBalancer")["Properties"]["SecurityGroups"]
     rules = ingress_rules(restate)
-    assert not [r for r in rules if r.get("CidrIp") == "0.0.0.0/0"]
-    [plain] = [r for r in rules if r.get("FromPort") == 8080]
-    assert "Fn::GetAtt" in json.dumps(plain["CidrIp"])  # the VPC's own CIDR, for the balancer
+    # Callers reach the balancer on 443; only the balancer reaches nginx; nothing reaches Restate's 8080.
+    public = [r for r in rules if r.get("CidrIp") == "0.0.0.0/0"]
+    assert [(r["FromPort"], r["ToPort"]) for r in public] == [(443, 443)]
+    [from_balancer] = [r for r in rules if r.get("FromPort") == BALANCER_TARGET_PORT]
+    assert from_balancer["SourceSecurityGroupId"] == balancer_group
+    assert from_balancer["GroupId"] == {"Fn::GetAtt": [host_group(restate), "GroupId"]}
+    assert not [r for r in rules if r.get("FromPort") == 8080]
     user_data = joined(only(restate, "AWS::EC2::Instance")["Properties"]["UserData"])
-    assert "nginx.conf" not in user_data
-    assert restate_config(NodeLayout.for_host("load-balancer")) in user_data  # the balancer reaches 8080
-    assert 'bind-address = "0.0.0.0:8080"' in user_data
+    assert nginx_config(FrontLayout.for_host("load-balancer"), keyed=True) in user_data
+    assert f"listen {BALANCER_TARGET_PORT};" in user_data
+    assert restate_config(NodeLayout()) in user_data
+    assert "openssl" not in user_data  # no certificate on the host: the balancer holds it
+
+
+# --- the ingress key ------------------------------------------------------------------------
+
+
+def test_the_ingress_key_is_generated_at_deploy_and_only_the_hosts_role_may_read_it(default: Templates) -> None:
+    restate, _ = default
+    [(secret_id, secret)] = resources(restate, "AWS::SecretsManager::Secret").items()
+    # Secrets Manager makes the value when the stack is created: no template holds it.
+    assert secret["Properties"]["GenerateSecretString"] == {"ExcludePunctuation": True, "PasswordLength": 48}
+    assert "SecretString" not in secret["Properties"]
+    assert readers_of(default, secret_id) == {
+        host_role(restate): {"secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"}
+    }
+    assert not resources(restate, "AWS::SecretsManager::ResourcePolicy")
+    for template in default:  # and no role may read secrets in general
+        for policy in resources(template, "AWS::IAM::Policy").values():
+            for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+                if any(a.startswith("secretsmanager:") for a in as_list(statement["Action"])):
+                    assert as_list(statement["Resource"]) == [{"Ref": secret_id}], statement
+    # The output that names it, and the host that reads it by that name (its ARN) at boot and every minute.
+    assert restate["Outputs"]["IngressKeySecretArn"]["Value"] == {"Ref": secret_id}
+    user_data = only(restate, "AWS::EC2::Instance")["Properties"]["UserData"]
+    assert {"Ref": secret_id} in user_data["Fn::Base64"]["Fn::Join"][1]
+    text = joined(user_data)
+    assert "/usr/local/bin/restate-ingress-key <ref> /etc/restate-ingress/ingress-key.conf" in text
+    assert "restate-ingress-key.timer" in text.rsplit("systemctl enable --now", 1)[1]
+
+
+def test_with_ingress_auth_none_there_is_no_key_and_nginx_checks_none(open_ingress: Templates) -> None:
+    restate, _ = open_ingress
+    assert not resources(restate, "AWS::SecretsManager::Secret")
+    assert "IngressKeySecretArn" not in restate["Outputs"]
+    assert not [s for s in statements_of_role(restate, host_role(restate)) if "secretsmanager" in json.dumps(s)]
+    user_data = joined(only(restate, "AWS::EC2::Instance")["Properties"]["UserData"])
+    assert nginx_config(FrontLayout(), keyed=False) in user_data
+    assert "ingress_key" not in user_data
+    assert "restate-ingress-key" not in user_data
+
+
+def test_an_open_ingress_is_one_warning_line_when_the_app_is_built(
+    lambda_assets: list[AssetReport], capsys: pytest.CaptureFixture[str]
+) -> None:
+    build_app(App(context={"ingressAuth": "none"}), assets_dir=lambda_assets[0].path.parent)
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("warning: ingressAuth=none: anyone on the internet can book")
+    build_app(App(context={}), assets_dir=lambda_assets[0].path.parent)
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize(
+    ("mode", "callers"), [("default", ["0.0.0.0/0"]), ("open", ["0.0.0.0/0"]), ("cidrs", CALLERS), ("domain", CALLERS)]
+)
+def test_the_security_groups_admit_callers_from_ingress_cidrs_only(
+    mode: str, callers: list[str], synthesized: Callable[[str], Templates]
+) -> None:
+    restate, _ = synthesized(mode)
+    rules = ingress_rules(restate)
+    from_addresses = sorted((r["CidrIp"], r["FromPort"], r["ToPort"]) for r in rules if "CidrIp" in r)
+    assert from_addresses == sorted((cidr, 443, 443) for cidr in callers)
+    assert not [r for r in rules if "CidrIpv6" in r]
+    balancers = resources(restate, "AWS::ElasticLoadBalancingV2::LoadBalancer")
+    # The callers' rules sit on the balancer's group when there is one, else on the node's.
+    groups = resources(restate, "AWS::EC2::SecurityGroup")
+    [group] = [k for k, g in groups.items() if g["Properties"].get("SecurityGroupIngress")]
+    if balancers:
+        [balancer] = balancers.values()
+        assert balancer["Properties"]["SecurityGroups"] == [{"Fn::GetAtt": [group, "GroupId"]}]
+    else:
+        assert group == host_group(restate)
 
 
 def test_the_invoker_role_is_assumed_only_by_the_restate_node(default: Templates) -> None:

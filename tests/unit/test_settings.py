@@ -128,13 +128,38 @@ def test_a_real_node_is_read_the_same() -> None:
         DeploymentSettings.from_context(App(context={"prefx": "alice"}).node)
 
 
+def test_by_default_callers_need_the_key_and_may_call_from_anywhere() -> None:
+    assert (settings({}).ingress_key, settings({}).ingress_cidrs, settings({}).warnings) == (True, ("0.0.0.0/0",), [])
+    assert settings({"ingressAuth": "key"}) == settings({})
+
+
+def test_ingress_cidrs_in_the_order_given_spaces_allowed() -> None:
+    given = settings({"ingressCidrs": "203.0.113.0/24, 198.51.100.7/32,10.0.0.0/8"})
+    assert given.ingress_cidrs == ("203.0.113.0/24", "198.51.100.7/32", "10.0.0.0/8")
+    assert given.ingress_key
+
+
+@pytest.mark.parametrize(
+    ("cidrs", "who"),
+    [(None, "anyone on the internet"), ("203.0.113.0/24,198.51.100.7/32", "anyone in 203.0.113.0/24,")],
+)
+def test_an_open_ingress_is_one_warning_line_saying_who_can_book(cidrs: str | None, who: str) -> None:
+    opened = settings({"ingressAuth": "none", **({"ingressCidrs": cidrs} if cidrs else {})})
+    assert not opened.ingress_key
+    [warning] = opened.warnings
+    assert warning.startswith(f"warning: ingressAuth=none: {who}")
+    assert "with no key" in warning
+    assert "\n" not in warning
+
+
 # --- refusals ----------------------------------------------------------------------------------
 
 
 def valid_for(key: str) -> dict[str, Any]:
     """A valid context of the mode that `key` belongs to, with every key of that mode."""
     mode = KEYS[key].mode
-    return {**CLOUD, "region": "eu"} if mode == "cloud" else {**DOMAIN, "hostedZoneId": "Z0123"} if mode else {}
+    self_hosted = {**DOMAIN, "hostedZoneId": "Z0123", "ingressAuth": "key", "ingressCidrs": "10.0.0.0/8"}
+    return {**CLOUD, "region": "eu"} if mode == "cloud" else self_hosted if mode else {}
 
 
 @pytest.mark.parametrize("key", list(KEYS))
@@ -175,6 +200,27 @@ def test_an_empty_prefix_says_to_leave_it_out_for_the_default_names() -> None:
         ({**CLOUD, "certificateArn": CERTIFICATE}, "context 'certificateArn' is only for deploymentMode=self-hosted"),
         ({**CLOUD, "domainName": "restate.example.com"}, "context 'domainName' is only for deploymentMode=self-hosted"),
         ({**CLOUD, "hostedZoneId": "Z0123"}, "context 'hostedZoneId' is only for deploymentMode=self-hosted"),
+        ({**CLOUD, "ingressAuth": "none"}, "context 'ingressAuth' is only for deploymentMode=self-hosted"),
+        ({**CLOUD, "ingressCidrs": "10.0.0.0/8"}, "context 'ingressCidrs' is only for deploymentMode=self-hosted"),
+        # the ingress: who needs the key, who may call
+        ({"ingressAuth": "off"}, "context 'ingressAuth' must be 'key' (callers send the ingress key) or 'none' "),
+        ({"ingressAuth": "None"}, "context 'ingressAuth' must be 'key'"),
+        (
+            {"ingressCidrs": "10.0.0.1/8"},
+            "context 'ingressCidrs': '10.0.0.1/8' is not a valid IPv4 range (10.0.0.1/8 has host bits set); "
+            "did you mean 10.0.0.0/8?",
+        ),
+        ({"ingressCidrs": "10.0.0.0/8,10.0.0.0/8"}, "context 'ingressCidrs': '10.0.0.0/8' is given twice"),
+        ({"ingressCidrs": "300.0.0.0/8"}, "context 'ingressCidrs': '300.0.0.0/8' is not a valid IPv4 range (Octet"),
+        ({"ingressCidrs": "10.0.0.0/33"}, "context 'ingressCidrs': '10.0.0.0/33' is not a valid IPv4 range"),
+        ({"ingressCidrs": "203.0.113.7"}, "context 'ingressCidrs' must be IPv4 ranges in CIDR notation, separated"),
+        ({"ingressCidrs": "::/0"}, "context 'ingressCidrs' must be IPv4 ranges in CIDR notation"),
+        ({"ingressCidrs": "10.0.0.0/8,"}, "context 'ingressCidrs' must be IPv4 ranges"),
+        ({"ingressCidrs": "10.0.0.0/8;10.1.0.0/16"}, "context 'ingressCidrs' must be IPv4 ranges"),
+        (
+            {"ingressCidrs": ",".join(f"10.0.{n}.0/24" for n in range(51))},
+            "context 'ingressCidrs' has 51 ranges; a security group takes at most 50 here",
+        ),
         # malformed values
         (
             {"deploymentMode": "serverless"},
