@@ -9,7 +9,10 @@ to what Restate itself allows on that machine at that moment.
 
 Run against a stack it starts itself (the default), the bench also reports
 the CPU seconds each process of the stack used, and in lambda mode the
-Lambda invocations and GB-seconds per 1,000 trips.
+Lambda invocations and GB-seconds per 1,000 trips. Run against a deployed
+ingress (`--ingress`), each request carries its key (`--token`) when given,
+and `--insecure` accepts a self-signed certificate; a 401, or a certificate
+that cannot be verified, stops the bench at the first (`IngressRefused`).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import ssl
 import statistics
 import sys
 import tempfile
@@ -41,6 +45,31 @@ from holiday_tools.text import format_table
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 NULL_LABEL = "null saga"
+
+
+class IngressRefused(Exception):
+    """What every request would meet, so the load stops at the first: a 401 (no key, or not the right one),
+    or, with `certificate`, a TLS certificate that cannot be verified."""
+
+    def __init__(self, certificate: ssl.SSLCertVerificationError | None = None) -> None:
+        what = "the ingress answered 401" if certificate is None else f"unverified certificate: {certificate}"
+        super().__init__(what)
+        self.certificate = certificate
+
+
+def unverified_certificate(err: BaseException) -> ssl.SSLCertVerificationError | None:
+    """The certificate check that `err` (an httpx error) comes from, if it does: a self-signed one, say."""
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def bearer(token: str | None) -> dict[str, str]:
+    """The header that carries the ingress key, if there is one."""
+    return {"authorization": f"Bearer {token}"} if token else {}
 
 
 @dataclass
@@ -102,22 +131,40 @@ def run_load(
     mix: list[RunType | None],
     label: str,
     on_done: Callable[[], None] = lambda: None,
+    *,
+    token: str | None = None,
+    insecure: bool = False,
 ) -> BenchResult:
-    """Send `count` reservations, `concurrency` at a time; time and check every answer."""
+    """Send `count` reservations, `concurrency` at a time; time and check every answer.
+
+    `token` is the ingress key, sent with each request; `insecure` accepts a self-signed certificate.
+    A 401 or an unverified certificate is no trip: the first one stops the load and raises IngressRefused.
+    """
     tag = uuid.uuid4().hex[:6]
     plan = [(f"bench-{tag}-{i}", mix[i % len(mix)]) for i in range(count)]
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    refused: list[IngressRefused] = []
 
-    with httpx.Client(base_url=ingress, timeout=120, limits=limits) as client:
+    with httpx.Client(
+        base_url=ingress, timeout=120, limits=limits, headers=bearer(token), verify=not insecure
+    ) as client:
 
-        def one(item: tuple[str, RunType | None]) -> tuple[float, str]:
+        def one(item: tuple[str, RunType | None]) -> tuple[float, str] | None:
+            if refused:
+                return None  # turned away already: send nothing more
             trip_id, run_type = item
             body = {"trip_id": trip_id, "run_type": run_type.value if run_type else None}
             started = time.perf_counter()
             try:
                 answer: httpx.Response | str = client.post(path, json=body)
             except httpx.HTTPError as err:
+                if (certificate := unverified_certificate(err)) is not None:
+                    refused.append(IngressRefused(certificate))
+                    return None
                 answer = f"{type(err).__name__}: {err}"
+            if isinstance(answer, httpx.Response) and answer.status_code == 401:
+                refused.append(IngressRefused())
+                return None
             elapsed = (time.perf_counter() - started) * 1000
             on_done()
             if judge(trip_id, run_type, answer) is not None:
@@ -126,8 +173,10 @@ def run_load(
 
         started = time.perf_counter()
         with ThreadPoolExecutor(concurrency) as pool:
-            done = list(pool.map(one, plan))
+            done = [d for d in pool.map(one, plan) if d is not None]
         seconds = time.perf_counter() - started
+    if refused:
+        raise refused[0]
     return BenchResult(label, count, concurrency, seconds, [d[0] for d in done], Counter(d[1] for d in done))
 
 
@@ -264,11 +313,15 @@ def run_bench_command(
     warmup: int,
     as_json: bool,
     project_dir: Path,
+    *,
+    token: str | None = None,
+    insecure: bool = False,
 ) -> str:
     """What `holiday bench` does: start a stack unless given an ingress, warm up, measure, report.
 
     At each concurrency the null saga (with `baseline`) and then the saga run
     on the same stack, one after the other, so each ratio compares like with like.
+    `token` and `insecure` are for a given ingress: see `run_load`. Neither is ever part of the report.
     """
     mix = parse_mix(mix_spec)
     if not concurrencies or min(concurrencies) < 1:
@@ -281,11 +334,14 @@ def run_bench_command(
     results: list[BenchResult] = []
     try:
         if warmup:
-            run_load(ingress, "/trips/reserve", warmup, min(max(concurrencies), warmup), mix, "warm-up")
+            at_once = min(max(concurrencies), warmup)
+            run_load(ingress, "/trips/reserve", warmup, at_once, mix, "warm-up", token=token, insecure=insecure)
             if baseline:
-                run_load(ingress, "/nulltrips/reserve", warmup, min(max(concurrencies), warmup), [None], "warm-up")
+                run_load(
+                    ingress, "/nulltrips/reserve", warmup, at_once, [None], "warm-up", token=token, insecure=insecure
+                )
         for concurrency in concurrencies:
-            measure = _Measure(ingress, stack, count, concurrency)
+            measure = _Measure(ingress, stack, count, concurrency, token, insecure)
             if baseline:
                 results.append(measure.run("/nulltrips/reserve", [None], NULL_LABEL))
             results.append(measure.run("/trips/reserve", mix, f"holiday ({mode})"))
@@ -302,8 +358,11 @@ def run_bench_command(
 class _Measure:
     """One measured run, with the stack's CPU and Lambda counts taken around it."""
 
-    def __init__(self, ingress: str, stack: LocalStack | None, count: int, concurrency: int) -> None:
+    def __init__(
+        self, ingress: str, stack: LocalStack | None, count: int, concurrency: int, token: str | None, insecure: bool
+    ) -> None:
         self.ingress, self.stack, self.count, self.concurrency = ingress, stack, count, concurrency
+        self.token, self.insecure = token, insecure
 
     def run(self, path: str, mix: list[RunType | None], label: str) -> BenchResult:
         pids = {n: p.popen.pid for n, p in (self.stack.processes.items() if self.stack else []) if p.popen}
@@ -316,7 +375,17 @@ class _Measure:
                 with lock:
                     bar.update(1)
 
-            result = run_load(self.ingress, path, self.count, self.concurrency, mix, label, tick)
+            result = run_load(
+                self.ingress,
+                path,
+                self.count,
+                self.concurrency,
+                mix,
+                label,
+                tick,
+                token=self.token,
+                insecure=self.insecure,
+            )
         result.cpu_seconds = {n: cpu_seconds([pid]) - cpu_before[n] for n, pid in pids.items()}
         stats_after = self._lambda_stats()
         if stats_after:

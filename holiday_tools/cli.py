@@ -6,10 +6,12 @@ import contextlib
 import json
 import re
 import signal
+import ssl
 import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
@@ -18,6 +20,7 @@ from urllib.parse import urlsplit
 import click
 import httpx
 from botocore.exceptions import BotoCoreError, ClientError
+from click.core import ParameterSource
 
 from holiday.config import Settings
 from holiday.models import RunType
@@ -45,6 +48,14 @@ def _url(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str
     return url.rstrip("/")
 
 
+def _token(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """The ingress key as a header carries it; never echoed back, even when refused: it is a secret."""
+    token = (value or "").strip()  # a key read from a file may end in a newline
+    if any(not "!" <= char <= "~" for char in token):
+        raise click.BadParameter("a key is printable ASCII, no spaces (not shown here: it is a secret)")
+    return token or None
+
+
 ingress_option = click.option(
     "--ingress",
     envvar="HOLIDAY_INGRESS",
@@ -52,6 +63,20 @@ ingress_option = click.option(
     show_default=True,
     callback=_url,
     help="Restate ingress URL; host:port means http:// (env HOLIDAY_INGRESS).",
+)
+token_option = click.option(
+    "--token",
+    envvar="HOLIDAY_INGRESS_TOKEN",
+    callback=_token,
+    help="The ingress key of a deployed ingress: a self-hosted deployment's key, or a Restate Cloud API key; "
+    "sent as Authorization: Bearer (env HOLIDAY_INGRESS_TOKEN).",
+)
+insecure_option = click.option(
+    "--insecure",
+    envvar="HOLIDAY_INGRESS_INSECURE",
+    is_flag=True,
+    help="Accept a self-signed TLS certificate, as curl -k does: a default self-hosted deployment serves one "
+    "(env HOLIDAY_INGRESS_INSECURE).",
 )
 stack_option = click.option(
     "--stack",
@@ -380,20 +405,51 @@ def chaos(trips: int, concurrency: int, scenarios: tuple[str, ...], modes: tuple
     callback=_url,
     help="Bench this ingress instead of starting a local stack (no CPU or Lambda figures); host:port means http://.",
 )
+@token_option
+@insecure_option
 @click.option("--warmup", default=30, show_default=True, help="Reservations sent first and not counted.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@click.pass_context
 def bench(
-    count: int, concurrency: str, mix: str, baseline: bool, mode: Mode, ingress: str | None, warmup: int, as_json: bool
+    ctx: click.Context,
+    count: int,
+    concurrency: str,
+    mix: str,
+    baseline: bool,
+    mode: Mode,
+    ingress: str | None,
+    token: str | None,
+    insecure: bool,
+    warmup: int,
+    as_json: bool,
 ) -> None:
     """Measure trips/s and latency against the null saga, with CPU per process and Lambda cost."""
-    from holiday_tools.bench import run_bench_command
+    from holiday_tools.bench import IngressRefused, run_bench_command
 
+    if token is not None and ingress is None:
+        # Its own local stack takes no key: a key means a deployed ingress, which only --ingress names.
+        if ctx.get_parameter_source("token") is ParameterSource.ENVIRONMENT:
+            _fail(
+                "HOLIDAY_INGRESS_TOKEN is set, and a key is for a deployed ingress: name it with --ingress URL, "
+                "or unset HOLIDAY_INGRESS_TOKEN to bench a local stack of its own, which takes no key."
+            )
+        _fail(
+            "--token is for a deployed ingress: name it with --ingress URL. Without --ingress, bench starts "
+            "a local stack of its own, which takes no key."
+        )
     try:
         levels = [int(c) for c in concurrency.split(",") if c.strip()]
     except ValueError:
         _fail(f"--concurrency wants whole numbers separated by commas, like 1,32; got {concurrency!r}")
     try:
-        output = run_bench_command(count, levels, mix, baseline, mode, ingress, warmup, as_json, Path.cwd())
+        output = run_bench_command(
+            count, levels, mix, baseline, mode, ingress, warmup, as_json, Path.cwd(), token=token, insecure=insecure
+        )
+    except IngressRefused as refused:
+        where = ingress or "the local stack"
+        if refused.certificate is not None:
+            _fail(_unverified(where, refused.certificate))
+        _fail(_unauthorized(where, token))
     except (ValueError, StackError) as err:
         _fail(str(err))
     click.echo(output)
@@ -404,11 +460,20 @@ def bench(
 @click.option("--run-type", type=click.Choice([r.value for r in RunType]), help="Inject this failure.")
 @click.option("--idempotency-key", help="Repeat-safe call: the same key returns the same answer.")
 @ingress_option
-def reserve(trip_id: str | None, run_type: str | None, idempotency_key: str | None, ingress: str) -> None:
+@token_option
+@insecure_option
+def reserve(
+    trip_id: str | None,
+    run_type: str | None,
+    idempotency_key: str | None,
+    ingress: str,
+    token: str | None,
+    insecure: bool,
+) -> None:
     """Book a trip through the ingress and print the outcome."""
     body = {k: v for k, v in {"trip_id": trip_id, "run_type": run_type}.items() if v}
     headers = {"idempotency-key": idempotency_key} if idempotency_key else {}
-    response = _call("POST", f"{ingress}/trips/reserve", json=body, headers=headers)
+    response = _Ingress(ingress, token, insecure).call("POST", "/trips/reserve", json=body, headers=headers)
     if response.status_code == 200:
         out = response.json()
         click.echo(f"Trip {out['trip_id']} is booked.")
@@ -427,9 +492,11 @@ def reserve(trip_id: str | None, run_type: str | None, idempotency_key: str | No
 @click.argument("trip_id")
 @click.option("--json", "as_json", is_flag=True, help="Print the raw record.")
 @ingress_option
-def trip(trip_id: str, as_json: bool, ingress: str) -> None:
+@token_option
+@insecure_option
+def trip(trip_id: str, as_json: bool, ingress: str, token: str | None, insecure: bool) -> None:
     """Show a trip: each step with its id and status, the compensations, the outcome."""
-    response = _call("GET", f"{ingress}/trip/{trip_id}/status")
+    response = _Ingress(ingress, token, insecure).call("GET", f"/trip/{trip_id}/status")
     if response.status_code != 200:
         _fail(f"HTTP {response.status_code}: {_message(response)}")
     record = response.json()
@@ -458,12 +525,54 @@ def _step(step: dict[str, Any]) -> str:
     return "\n".join([line, *wrap(step.get("error") or "", under, under)])
 
 
-def _call(method: str, url: str, **kwargs: Any) -> httpx.Response:
-    try:
-        return httpx.request(method, url, timeout=60, **kwargs)
-    except httpx.HTTPError as err:
-        reason = str(err).rstrip(".") or type(err).__name__
-        _fail(f"cannot reach the Restate ingress at {url}: {reason}. Is `make dev` running?")
+@dataclass(frozen=True)
+class _Ingress:
+    """The ingress, and how to get in: its key (sent as a bearer token), and whether to accept a self-signed
+    certificate."""
+
+    url: str
+    token: str | None
+    insecure: bool
+
+    def call(self, method: str, path: str, *, headers: dict[str, str] | None = None, **kwargs: Any) -> httpx.Response:
+        """The ingress's answer; one line of error instead if it cannot be reached or it wants a key (401)."""
+        url = f"{self.url}{path}"
+        headers = {**(headers or {}), **({"authorization": f"Bearer {self.token}"} if self.token else {})}
+        try:
+            response = httpx.request(method, url, headers=headers, verify=not self.insecure, timeout=60, **kwargs)
+        except httpx.HTTPError as err:
+            from holiday_tools.bench import unverified_certificate  # the bench stops on the same failure
+
+            if (certificate := unverified_certificate(err)) is not None:
+                _fail(_unverified(self.url, certificate))
+            reason = str(err).rstrip(".") or type(err).__name__
+            _fail(f"cannot reach the Restate ingress at {url}: {reason}. Is `make dev` running?")
+        if response.status_code == 401:
+            _fail(_unauthorized(self.url, self.token))
+        return response
+
+
+def _unauthorized(ingress: str, token: str | None) -> str:
+    """A 401, whether no key was sent or the one sent was refused (never shown: it is a secret)."""
+    if token is None:
+        return (
+            f"the Restate ingress at {ingress} wants a key (HTTP 401): give it with --token or HOLIDAY_INGRESS_TOKEN "
+            "(the ingress key of a self-hosted deployment, or a Restate Cloud API key)."
+        )
+    return (
+        f"the Restate ingress at {ingress} refused the key (HTTP 401): check --token or HOLIDAY_INGRESS_TOKEN "
+        "against the deployment's ingress key (or your Restate Cloud API key)."
+    )
+
+
+def _unverified(ingress: str, certificate: ssl.SSLCertVerificationError) -> str:
+    """A certificate that cannot be verified: most likely the self-signed one of a self-hosted deployment."""
+    why = certificate.verify_message or str(certificate)
+    return (
+        f"cannot verify the TLS certificate of the Restate ingress at {ingress} ({why}). A default self-hosted "
+        "deployment serves a self-signed certificate: add --insecure (or set HOLIDAY_INGRESS_INSECURE=1) to "
+        "accept it, as curl -k does."
+    )
 
 
 def _message(response: httpx.Response) -> str:
