@@ -30,7 +30,7 @@ $(NODE_STAMP): package.json package-lock.json
 	npm ci --ignore-scripts --no-audit --no-fund
 	@touch $@
 
-# nginx for the rehearsal of the EC2 host's TLS front (tests/test_host_rehearsal.py): Debian's
+# nginx for the rehearsal of the EC2 host's TLS front (tests/deploy/test_host_rehearsal.py): Debian's
 # package unpacked into build/, not installed, so no system service starts. Where apt is missing
 # the rehearsal is skipped and says why.
 NGINX := build/host-tools/usr/sbin/nginx

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import subprocess
 import threading
@@ -283,7 +284,26 @@ def test_a_value_that_is_no_usable_key_is_refused_and_the_current_key_kept(node:
     assert node.curl("/trips/reserve", "--json", "{}")[0] == 200
 
 
+def readme_shell(containing: str) -> str:
+    """The README's shell block that contains `containing`."""
+    blocks = re.findall(r"```shell\n(.*?)```", (PROJECT_DIR / "README.md").read_text(), re.DOTALL)
+    [block] = [block for block in blocks if containing in block]
+    return block
+
+
+def run_readme(node: Node, text: str) -> str:
+    """Run README commands with bash, as a user with AWS credentials would (here against the stand-in)."""
+    assert node.front.secret is not None
+    env = {**os.environ, **node.front.secret.environment(), "KEY_SECRET": node.front.secret.arn}
+    done = subprocess.run(["bash", "-euo", "pipefail", "-c", text], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
 def test_rotating_the_key_keeps_the_call_in_flight_and_then_only_the_new_key_books(node: Node, trip_id: str) -> None:
+    # The README's commands: read the key, rotate it, read the new one.
+    [read] = [line for line in readme_shell("get-secret-value").splitlines() if line.startswith("export INGRESS_KEY=")]
+    assert run_readme(node, f'{read}\nprintf %s "$INGRESS_KEY"') == node.key
     # A call that holds its connection open through the rotation: its body arrives in two parts.
     sent_first_part, rotated = threading.Event(), threading.Event()
 
@@ -293,7 +313,7 @@ def test_rotating_the_key_keeps_the_call_in_flight_and_then_only_the_new_key_boo
         rotated.wait(timeout=60)
         yield b"}"
 
-    old, new = node.key, secrets.token_hex(24)
+    old = node.key
     with ThreadPoolExecutor(1) as pool:
         in_flight = pool.submit(
             httpx.post,
@@ -304,8 +324,11 @@ def test_rotating_the_key_keeps_the_call_in_flight_and_then_only_the_new_key_boo
             timeout=60,
         )
         assert sent_first_part.wait(timeout=30)
-        # The README's rotation: a new value in the secret; the host's timer copies it and reloads nginx.
-        node.front.secret.rotate(new)  # type: ignore[union-attr]
+        run_readme(node, readme_shell("put-secret-value"))
+        new = run_readme(node, f'{read}\nprintf %s "$INGRESS_KEY"')
+        assert re.fullmatch(r"[A-Za-z0-9]{48}", new)
+        assert new != old
+        # The host's timer: copy the key, and reload nginx as it changed.
         done = node.front.copy_key(reload=True)
         assert done.returncode == 0, done.stderr
         assert new not in done.stderr + done.stdout
