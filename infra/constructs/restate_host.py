@@ -224,9 +224,11 @@ class RestateHost(Construct):
         self.security_group.add_ingress_rule(
             balancer_group, ec2.Port.tcp(BALANCER_TARGET_PORT), "Restate ingress (nginx) from the load balancer"
         )
+        # Not "Ingress", the id of earlier versions' balancer: that one was made without a security group, and
+        # AWS cannot add one to it later. A new id makes CloudFormation replace it (its DNS name changes).
         nlb = elbv2.NetworkLoadBalancer(
             self,
-            "Ingress",
+            "Balancer",
             vpc=vpc,
             internet_facing=True,
             vpc_subnets=ec2.SubnetSelection(subnets=vpc.public_subnets),

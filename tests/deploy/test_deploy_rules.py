@@ -178,6 +178,23 @@ def test_every_tls_listener_names_a_policy_without_tls_1_0_or_1_1(mode: str, tem
         assert MODERN_TLS.match(listener.get("SslPolicy", "")), listener
 
 
+# --- Elastic Load Balancing: security groups only at creation -------------------------------------
+
+# Network load balancers that earlier versions of RestateStack created without security groups (up to
+# commit 5e5bdf2, ACM modes): AWS refuses to add security groups to them, so none may keep that logical id.
+BALANCERS_MADE_WITHOUT_GROUPS = {"RestateIngress4DE70F5A"}
+
+
+def test_every_network_load_balancer_has_security_groups_from_its_creation(mode: str, templates: Templates) -> None:
+    restate, _ = templates
+    balancers = resources(restate, "AWS::ElasticLoadBalancingV2::LoadBalancer")
+    assert len(balancers) == (1 if mode in ("acm", "domain") else 0)
+    for balancer_id, balancer in balancers.items():
+        assert balancer["Properties"].get("SecurityGroups"), balancer_id
+        # An update would ask AWS to add groups to a balancer made without any, which it refuses.
+        assert balancer_id not in BALANCERS_MADE_WITHOUT_GROUPS
+
+
 # --- Secrets Manager: the ingress key is made at deploy and stays there -----------------------
 
 
