@@ -60,6 +60,12 @@ class Node:
     def https_url(self) -> str:
         return self.front.url
 
+    @property
+    def secret(self) -> Secret:
+        """The key's secret in the stand-in's Secrets Manager."""
+        assert self.front.secret is not None
+        return self.front.secret
+
     def curl(self, path: str, *args: str, key: str | None = "") -> tuple[int, str, Any]:
         """`curl -k` through nginx with the key, as the README shows: (status, HTTP version, JSON body).
 
@@ -273,14 +279,14 @@ def test_a_401_says_how_to_authenticate_and_reading_a_trip_needs_the_key_too(nod
 def test_a_value_that_is_no_usable_key_is_refused_and_the_current_key_kept(node: Node) -> None:
     before = Path(node.front.layout.ingress_key).read_text()
     for bad in ("short", f'{"x" * 40}"; return 200;', f"{'y' * 40} z"):
-        node.front.secret.rotate(bad)  # type: ignore[union-attr]
+        node.secret.rotate(bad)
         done = node.front.copy_key(reload=True)
         assert done.returncode == 1
         assert "is not 32 to 512 of" in done.stderr
         assert "keeping the current key" in done.stderr
         assert bad not in done.stderr + done.stdout  # a key is never printed, not even a bad one
         assert Path(node.front.layout.ingress_key).read_text() == before
-    node.front.secret.rotate(node.key)  # type: ignore[union-attr]
+    node.secret.rotate(node.key)
     assert node.front.copy_key(reload=True).returncode == 0
     assert Path(node.front.layout.ingress_key).stat().st_mode & 0o077 == 0  # root's only on the host
     assert node.curl("/trips/reserve", "--json", "{}")[0] == 200
@@ -289,14 +295,13 @@ def test_a_value_that_is_no_usable_key_is_refused_and_the_current_key_kept(node:
 def readme_shell(containing: str) -> str:
     """The README's shell block that contains `containing`."""
     blocks = re.findall(r"```shell\n(.*?)```", (PROJECT_DIR / "README.md").read_text(), re.DOTALL)
-    [block] = [block for block in blocks if containing in block]
+    [block] = [str(block) for block in blocks if containing in block]
     return block
 
 
 def run_readme(node: Node, text: str) -> str:
     """Run README commands with bash, as a user with AWS credentials would (here against the stand-in)."""
-    assert node.front.secret is not None
-    env = {**os.environ, **node.front.secret.environment(), "KEY_SECRET": node.front.secret.arn}
+    env = {**os.environ, **node.secret.environment(), "KEY_SECRET": node.secret.arn}
     done = subprocess.run(["bash", "-euo", "pipefail", "-c", text], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     return done.stdout
