@@ -24,6 +24,10 @@ BALANCER_TARGET_PORT = 8081
 # restate-server takes up to a minute (its shutdown-timeout) to stop cleanly; so does an instance being replaced.
 STOP_GRACE_S = 60
 NODE_NAME = "restate-1"  # fixed: a replacement instance takes over the same node's data
+CLUSTER_NAME = "restate-holiday"
+CLUSTER_REPLICATION = 2  # of 3 nodes: any one may be lost
+CLUSTER_PARTITIONS = 8  # enough to spread leaders over 3 nodes, few enough for a t4g.small (and a laptop)
+SNAPSHOT_EVERY_RECORDS = 1000  # a partition snapshot per this many log records: the log is trimmed behind it
 DATA_MOUNT = "/var/lib/restate"  # the data volume, on the host
 BOOT_SCRIPT = Path(__file__).resolve().parent / "bootstrap.sh"
 # Copies the ingress key from Secrets Manager into nginx's configuration; installed on the host as:
@@ -76,11 +80,35 @@ class FrontLayout:
         return cls() if tls == "self-signed" else cls(listen=str(BALANCER_TARGET_PORT), tls=False)
 
 
-def restate_config(layout: NodeLayout) -> str:
-    """restate-server's configuration file (TOML). Anything not set keeps Restate's production default."""
-    return f"""\
+@dataclass(frozen=True)
+class Cluster:
+    """Several restate-server nodes as one replicated cluster: the same for every node, whose place is its index.
+
+    On AWS the peers are private DNS names that follow a replaced instance, and snapshots go to the
+    stack's bucket with the host's role; in `holiday dev --nodes 3` the peers are loopback ports and the
+    bucket is in the local S3 stand-in (`snapshot_endpoint`, plain HTTP).
+    """
+
+    peers: tuple[str, ...]  # each node's advertised fabric address (http://host:port), node 1 first
+    snapshots: str  # s3://<bucket>/<prefix>: partition snapshots, from which a node that lost its data catches up
+    snapshot_endpoint: str | None = None  # an S3 stand-in; None: AWS's S3 in the node's region
+    name: str = CLUSTER_NAME
+    replication: int = CLUSTER_REPLICATION
+    partitions: int = CLUSTER_PARTITIONS
+
+    def node_name(self, index: int) -> str:
+        return f"restate-{index + 1}"
+
+
+def restate_config(layout: NodeLayout, cluster: Cluster | None = None, index: int = 0) -> str:
+    """restate-server's configuration file (TOML). Anything not set keeps Restate's production default.
+
+    Without `cluster`: the single node of RestateStack. With it: node `index` of that cluster.
+    """
+    name = NODE_NAME if cluster is None else cluster.node_name(index)
+    text = f"""\
 # restate-server configuration of RestateStack's node, rendered by infra/host/config.py.
-node-name = "{NODE_NAME}"
+node-name = "{name}"
 base-dir = "{layout.base_dir}"
 bind-ip = "{layout.fabric_ip}"
 bind-port = {layout.fabric_port}
@@ -88,6 +116,36 @@ disable-telemetry = true
 tracing-endpoint = "{layout.tracing_endpoint}"
 # The default (2 GiB) is all the memory of a t4g.small; leave room for Docker, nginx and the collector.
 rocksdb-total-memory-size = "512 MiB"
+"""
+    if cluster is not None:
+        peers = ", ".join(f'"{peer}"' for peer in cluster.peers)
+        text += f"""\
+cluster-name = "{cluster.name}"
+advertised-address = "{cluster.peers[index]}"
+# Only the first node creates the cluster; the others join it.
+auto-provision = {"true" if index == 0 else "false"}
+# Each log record and each partition on {cluster.replication} nodes: one node may be lost without losing anything.
+default-replication = {cluster.replication}
+default-num-partitions = {cluster.partitions}
+
+[metadata-client]
+addresses = [{peers}]
+
+[bifrost]
+default-provider = "replicated"
+
+[worker.snapshots]
+destination = "{cluster.snapshots}"
+snapshot-interval-num-records = {SNAPSHOT_EVERY_RECORDS}
+"""
+        if cluster.snapshot_endpoint is not None:
+            text += f"""\
+aws-endpoint-url = "{cluster.snapshot_endpoint}"
+aws-allow-http = true
+"""
+    return (
+        text
+        + f"""\
 
 [ingress]
 bind-address = "{layout.ingress}"
@@ -95,6 +153,7 @@ bind-address = "{layout.ingress}"
 [admin]
 bind-address = "{layout.admin}"
 """
+    )
 
 
 def nginx_config(layout: FrontLayout, *, keyed: bool) -> str:
