@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: install installed host-tools dev dev-lambda test test-unit chaos audit bench package assets lint fmt clean
+.PHONY: install installed host-tools dev dev-lambda dev-cluster test test-unit chaos audit bench package assets lint fmt clean
 
 # One install at a time: `make dev` and `make test` started together would both run pip and
 # npm over the same folders (and fail with "Text file busy"); the second waits, then finds
@@ -48,6 +48,10 @@ dev: install
 # The same stack with each service as a Lambda function behind a local Lambda runtime.
 dev-lambda: install
 	$(BIN)/holiday dev --mode lambda
+
+# The same stack on a replicated cluster of three restate-server nodes, configured as on AWS.
+dev-cluster: install
+	$(BIN)/holiday dev --nodes 3
 
 # Build the four Lambda assets into build/lambda/ and print their sizes and import times.
 package: install

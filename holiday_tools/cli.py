@@ -123,6 +123,15 @@ def _port_option(name: str, default: int, what: str) -> Callable[[Callable[..., 
     "invoked by Restate through the Lambda API of a local runtime (env HOLIDAY_MODE).",
 )
 @click.option(
+    "--nodes",
+    envvar="HOLIDAY_NODES",
+    type=click.Choice(["1", "3"]),
+    default="1",
+    show_default=True,
+    help="restate-server nodes: 3 is a replicated cluster, configured as RestateStack's on AWS; node N uses the "
+    "ingress, admin and fabric ports plus N-1 (env HOLIDAY_NODES).",
+)
+@click.option(
     "--data-dir",
     type=click.Path(path_type=Path),
     default=Path(".holiday"),
@@ -137,17 +146,21 @@ def dev(
     fabric_port: int,
     functions_port: int,
     mode: Mode,
+    nodes: str,
     data_dir: Path,
 ) -> None:
     """Run the whole stack on 127.0.0.1 until Ctrl-C: moto, restate-server and the services."""
     ports = Ports(aws_port, ingress_port, admin_port, services_port, fabric_port, functions_port)
-    stack = LocalStack(Path.cwd(), data_dir.resolve(), ports, services_log_to_terminal=True, mode=mode)
+    stack = LocalStack(
+        Path.cwd(), data_dir.resolve(), ports, services_log_to_terminal=True, mode=mode, nodes=int(nodes)
+    )
     # Ctrl-C, SIGTERM and SIGHUP (a closed terminal) all stop the stack the same way; SIGINT
     # even when the shell started us with it ignored (`holiday dev &`).
     for stop_signal in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(stop_signal, _interrupt)
     try:
-        click.echo(f"Starting moto, restate-server and the services ({mode} mode) ...")
+        servers = "restate-server" if stack.nodes == 1 else f"{stack.nodes} restate-server nodes"
+        click.echo(f"Starting moto, {servers} and the services ({mode} mode) ...")
         stack.start()
         click.echo(_banner(stack))
         while not (dead := stack.dead()):
@@ -184,22 +197,32 @@ def _banner(stack: LocalStack) -> str:
     ingress_flag = "" if i == DEFAULT_INGRESS else f" --ingress {i}"
     aws_flag = "" if stack.aws_url == LOCAL_AWS else f" --aws-endpoint {stack.aws_url}"
     settings = stack.settings
+    shape, ingresses, admins, logs, other = f"{stack.mode} mode", i, stack.admin_url, "restate.log", ""
+    if stack.nodes > 1:
+        shape += f", a cluster of {stack.nodes} restate-server nodes (replicated: any one may stop)"
+        width = len(i) + 2
+        ingresses = "\n            ".join(
+            f"{url:<{width}}(node {n})" for n, url in enumerate(stack.ingress_urls, start=1)
+        )
+        admins = "\n            ".join(f"{url:<{width}}(node {n})" for n, url in enumerate(stack.admin_urls, start=1))
+        logs = f"{stack.restate_names[0]}.log ... {stack.restate_names[-1]}.log"
+        other = f"\n  curl {stack.ingress_urls[-1]}/trip/foo/status   # any node's ingress, the same answer"
     return f"""
-The holiday stack is up (everything on 127.0.0.1), {stack.mode} mode:
-  ingress   {i}
-  admin     {stack.admin_url}
+The holiday stack is up (everything on 127.0.0.1), {shape}:
+  ingress   {ingresses}
+  admin     {admins}
   UI        {stack.admin_url}/ui/  (Restate's UI: invocations, their journals, state)
   AWS       {stack.aws_url}  (moto: tables {settings.flights_table}, {settings.cars_table}, {settings.payments_table})
   topic     {settings.topic_arn}
   services  {stack.services_url}{services_note}
   logs      {_shown(stack.log_dir)}
-            (restate.log, moto.log, services.log; the services' log is also printed below)
+            ({logs}, moto.log, services.log; the services' log is also printed below)
 
 Try:
   curl {i}/trips/reserve --json '{{}}'
   curl {i}/trips/reserve --json '{{"request": {{"run_type": "failPayment"}}}}'
   curl {i}/trips/reserve --json '{{"trip_id": "foo"}}'
-  curl {i}/trip/foo/status
+  curl {i}/trip/foo/status{other}
   {cli} rows foo{aws_flag}
   {cli} reserve{ingress_flag} --run-type failNotification
 

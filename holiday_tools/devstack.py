@@ -26,6 +26,8 @@ from holiday.config import Settings
 from holiday.functions import FUNCTIONS
 from holiday.storage import DynamoLedger
 from holiday_tools.processes import Process
+from holiday_tools.restatectl import Restatectl, restatectl_binary
+from infra.host.config import Cluster, NodeLayout, restate_config
 
 HOST = "127.0.0.1"
 # restate-server ends its invocations and flushes its state on SIGTERM; give it this long before SIGKILL.
@@ -50,6 +52,7 @@ LOCAL_FUNCTIONS = {**FUNCTIONS, "nullsaga": "holiday_tools.nullsaga.app"}
 TOPIC_NAME = "holiday-trips"
 LOCAL_ACCOUNT = "123456789012"  # moto's account
 Mode = Literal["http", "lambda"]
+SNAPSHOT_BUCKET = "holiday-restate-snapshots"  # a cluster's partition snapshots, in the stand-in's S3
 
 
 class StackError(RuntimeError):
@@ -82,15 +85,40 @@ class Ports:
 
     def check_free(self) -> None:
         """Fail early, naming the port, rather than half-start."""
-        for name, port in vars(self).items():
-            with socket.socket() as s:
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                try:
-                    s.bind((HOST, port))
-                except OSError:
-                    raise StackError(
-                        f"port {port} ({name}) is already in use; choose another with --{name}-port"
-                    ) from None
+        _check_free(vars(self))
+
+
+def _check_free(named: dict[str, int], node: int = 1) -> None:
+    """Each port can be bound on loopback now; else a StackError naming the first that cannot."""
+    for name, port in named.items():
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind((HOST, port))
+            except OSError:
+                whose = name if node == 1 else f"{name} of node {node}, which is node 1's plus {node - 1}"
+                choose = f"choose another with --{name}-port"
+                raise StackError(f"port {port} ({whose}) is already in use; {choose}") from None
+
+
+@dataclass(frozen=True)
+class NodePorts:
+    """The ports of one restate-server of a local cluster."""
+
+    ingress: int
+    admin: int
+    fabric: int
+
+    @classmethod
+    def of_cluster(cls, ports: Ports, nodes: int) -> list[NodePorts]:
+        """Node 1 has the stack's ports, node N those ports plus N-1 (8080, 8081, 8082 ...)."""
+        return [cls(ports.ingress + i, ports.admin + i, ports.fabric + i) for i in range(nodes)]
+
+    @classmethod
+    def free(cls, ports: Ports, nodes: int) -> list[NodePorts]:
+        """Node 1 on the stack's ports, the others on ports nobody uses right now (for tests)."""
+        more = [Ports.free() for _ in range(nodes - 1)]
+        return [cls(ports.ingress, ports.admin, ports.fabric)] + [cls(p.ingress, p.admin, p.fabric) for p in more]
 
 
 def wait_until(check: Callable[[], bool], what: str, timeout: float = 30.0, interval: float = 0.05) -> None:
@@ -107,6 +135,18 @@ def http_ok(url: str) -> Callable[[], bool]:
     def check() -> bool:
         try:
             return httpx.get(url, timeout=1.0).status_code < 500
+        except httpx.HTTPError:
+            return False
+
+    return check
+
+
+def _serves_trips(ingress: str) -> Callable[[], bool]:
+    """Whether the ingress gets an answer from the trips services: a trip nobody booked is a 404."""
+
+    def check() -> bool:
+        try:
+            return httpx.get(f"{ingress}/trip/ready-check/status", timeout=5.0).status_code == 404
         except httpx.HTTPError:
             return False
 
@@ -143,11 +183,18 @@ class LocalStack:
     services_log_to_terminal: bool = False  # and to services.log, as every process logs to log_dir
     partitions: int = 1
     mode: Mode = "http"
+    # More than one: a replicated cluster of this many restate-server nodes, configured as on AWS.
+    nodes: int = 1
+    node_ports: list[NodePorts] = field(default_factory=list)  # by default `NodePorts.of_cluster`
     settings: Settings = field(init=False)
     processes: dict[str, Process] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
         self.settings = replace(Settings.from_env({}), aws_endpoint_url=self.aws_url, aws_region="us-east-1")
+        if not self.node_ports:
+            self.node_ports = NodePorts.of_cluster(self.ports, self.nodes)
+        if len(self.node_ports) != self.nodes or self.node_ports[0].ingress != self.ports.ingress:
+            raise ValueError("node_ports: one per node, node 1's being the stack's own ports")
 
     @property
     def aws_url(self) -> str:
@@ -160,6 +207,34 @@ class LocalStack:
     @property
     def admin_url(self) -> str:
         return f"http://{HOST}:{self.ports.admin}"
+
+    @property
+    def ingress_urls(self) -> list[str]:
+        """Every node's ingress, node 1's first."""
+        return [f"http://{HOST}:{node.ingress}" for node in self.node_ports]
+
+    @property
+    def admin_urls(self) -> list[str]:
+        return [f"http://{HOST}:{node.admin}" for node in self.node_ports]
+
+    @property
+    def restate_names(self) -> list[str]:
+        """The names of the restate-server processes: "restate", or "restate-1" ... in a cluster."""
+        return ["restate"] if self.nodes == 1 else [f"restate-{i + 1}" for i in range(self.nodes)]
+
+    @property
+    def cluster(self) -> Cluster | None:
+        """The local cluster, rendered with infra/host/config.py as the AWS hosts' is: only addresses differ."""
+        if self.nodes == 1:
+            return None
+        peers = tuple(f"http://{HOST}:{node.fabric}" for node in self.node_ports)
+        return Cluster(peers, f"s3://{SNAPSHOT_BUCKET}/snapshots", snapshot_endpoint=self.aws_url)
+
+    @property
+    def restatectl(self) -> Restatectl:
+        """restatectl for this cluster: which node leads what, snapshots on demand."""
+        assert self.cluster is not None, "restatectl is for a cluster (nodes > 1)"
+        return Restatectl(restatectl_binary(self.project_dir), self.cluster.peers)
 
     @property
     def services_url(self) -> str:
@@ -199,6 +274,8 @@ class LocalStack:
         registration handler does it the way CloudFormation would).
         """
         self.ports.check_free()
+        for number, node in enumerate(self.node_ports[1:], start=2):
+            _check_free({"ingress": node.ingress, "admin": node.admin, "fabric": node.fabric}, number)
         try:
             self.start_aws()
             self.create_resources()
@@ -217,10 +294,11 @@ class LocalStack:
         then ends its invocations cleanly and exits by itself (callers cut off mid-call
         can ask again with their idempotency key). Then the rest, newest first.
         """
-        order = sorted(self.processes, key=lambda name: (name != "restate", -list(self.processes).index(name)))
+        restate = set(self.restate_names)
+        order = sorted(self.processes, key=lambda name: (name not in restate, -list(self.processes).index(name)))
         killed = []
         for name in order:
-            grace = RESTATE_STOP_GRACE_S if name == "restate" else 5.0
+            grace = RESTATE_STOP_GRACE_S if name in restate else 5.0
             if not self.processes[name].stop(grace):
                 killed.append(name)
         return killed
@@ -259,14 +337,33 @@ class LocalStack:
             )
         topic_arn = self.aws_client("sns").create_topic(Name=TOPIC_NAME)["TopicArn"]
         self.settings = replace(self.settings, topic_arn=topic_arn)
+        if self.cluster is not None:
+            self.aws_client("s3").create_bucket(Bucket=SNAPSHOT_BUCKET)  # on AWS, RestateStack's bucket
+
+    def _restate_env(self) -> dict[str, str]:
+        """What every restate-server gets from its environment: the local stand-ins instead of AWS."""
+        return {
+            **os.environ,
+            # Its Lambda client, the STS call for the invoker role and (in a cluster) the snapshots' S3.
+            **LOCAL_CREDENTIALS,
+            "AWS_REGION": self.settings.aws_region,
+            "AWS_ENDPOINT_URL_LAMBDA": f"http://{HOST}:{self.ports.functions}",
+            "AWS_ENDPOINT_URL_STS": self.aws_url,
+        }
 
     def start_restate(self, fresh: bool = False) -> None:
-        """Start restate-server on loopback; `fresh` wipes its data first."""
+        """Start restate-server on loopback (each node of a cluster); `fresh` wipes its data first."""
+        if self.cluster is not None:
+            for index in range(self.nodes):
+                self.start_node(index, fresh)
+            for index in range(self.nodes):
+                self._wait_for_node(index)
+            return
         data = self.data_dir / "restate"
         if fresh and data.exists():
             shutil.rmtree(data)
         env = {
-            **os.environ,
+            **self._restate_env(),
             "RESTATE_BIND_IP": HOST,
             "RESTATE_BIND_PORT": str(self.ports.fabric),
             "RESTATE_INGRESS__BIND_ADDRESS": f"{HOST}:{self.ports.ingress}",
@@ -275,17 +372,49 @@ class LocalStack:
             "RESTATE_DEFAULT_NUM_PARTITIONS": str(self.partitions),
             "RESTATE_ROCKSDB_TOTAL_MEMORY_SIZE": "64 MB",
             **RESTATE_LOCAL_TUNING,
-            # Its Lambda client and the STS call for the invoker role go to the local stand-ins.
-            **LOCAL_CREDENTIALS,
-            "AWS_REGION": self.settings.aws_region,
-            "AWS_ENDPOINT_URL_LAMBDA": f"http://{HOST}:{self.ports.functions}",
-            "AWS_ENDPOINT_URL_STS": self.aws_url,
         }
         argv = [str(restate_server_binary(self.project_dir)), "--base-dir", str(data)]
         argv += ["--node-name", "holiday", "--no-logo"]
         self._spawn("restate", argv, env, self.log_dir / "restate.log")
-        wait_until(http_ok(f"{self.admin_url}/health"), f"restate admin on {self.admin_url}")
-        wait_until(http_ok(f"{self.ingress_url}/restate/health"), f"restate ingress on {self.ingress_url}")
+        self._wait_for_node(0)
+
+    def node_config(self, index: int) -> str:
+        """Node `index`'s restate.toml: the AWS host's rendering, with loopback addresses and local folders."""
+        assert self.cluster is not None
+        node = self.node_ports[index]
+        layout = NodeLayout(
+            base_dir=str(self.data_dir / self.restate_names[index]),
+            ingress=f"{HOST}:{node.ingress}",
+            admin=f"{HOST}:{node.admin}",
+            fabric_ip=HOST,
+            fabric_port=node.fabric,
+            tracing_endpoint=None,  # no collector on a laptop
+        )
+        return restate_config(layout, self.cluster, index)
+
+    def start_node(self, index: int, fresh: bool = False) -> None:
+        """Start node `index` of the cluster (again, after a kill: on the same data unless `fresh`)."""
+        name = self.restate_names[index]
+        data = self.data_dir / name
+        if fresh and data.exists():
+            shutil.rmtree(data)
+        config = self.data_dir / f"{name}.toml"
+        config.parent.mkdir(parents=True, exist_ok=True)
+        config.write_text(self.node_config(index))
+        # Only the memory differs from a host's: three nodes share one laptop.
+        env = {**self._restate_env(), "RESTATE_CONFIG": str(config), "RESTATE_ROCKSDB_TOTAL_MEMORY_SIZE": "64 MB"}
+        argv = [str(restate_server_binary(self.project_dir)), "--no-logo"]
+        self._spawn(name, argv, env, self.log_dir / f"{name}.log")
+
+    def kill_node(self, index: int) -> None:
+        """SIGKILL node `index`, as a lost host."""
+        self.processes[self.restate_names[index]].kill()
+
+    def _wait_for_node(self, index: int) -> None:
+        admin, ingress = self.admin_urls[index], self.ingress_urls[index]
+        name = self.restate_names[index]
+        wait_until(http_ok(f"{admin}/health"), f"{name} admin on {admin}", timeout=60)
+        wait_until(http_ok(f"{ingress}/restate/health"), f"{name} ingress on {ingress}", timeout=60)
 
     def start_services(self) -> None:
         env = {
@@ -355,3 +484,6 @@ class LocalStack:
             response = httpx.post(f"{self.admin_url}/deployments", json={**target, "force": True}, timeout=30)
             if response.status_code >= 300:
                 raise StackError(f"registering {target} failed: {response.status_code} {response.text}")
+        # Registered once, at node 1; every node's ingress serves it once its partitions have leaders.
+        for ingress in self.ingress_urls:
+            wait_until(_serves_trips(ingress), f"the services through {ingress}", timeout=60)

@@ -59,7 +59,7 @@ class NodeLayout:
     admin: str = f"0.0.0.0:{ADMIN_PORT}"  # the security group admits the registration function only
     fabric_ip: str = "127.0.0.1"  # node-to-node traffic: a single node has no peers
     fabric_port: int = 5122
-    tracing_endpoint: str = "http://127.0.0.1:4317"  # the OpenTelemetry collector beside it
+    tracing_endpoint: str | None = "http://127.0.0.1:4317"  # the OpenTelemetry collector beside it; None: none
 
 
 @dataclass(frozen=True)
@@ -106,6 +106,7 @@ def restate_config(layout: NodeLayout, cluster: Cluster | None = None, index: in
     Without `cluster`: the single node of RestateStack. With it: node `index` of that cluster.
     """
     name = NODE_NAME if cluster is None else cluster.node_name(index)
+    tracing = "" if layout.tracing_endpoint is None else f'tracing-endpoint = "{layout.tracing_endpoint}"\n'
     text = f"""\
 # restate-server configuration of RestateStack's node, rendered by infra/host/config.py.
 node-name = "{name}"
@@ -113,8 +114,7 @@ base-dir = "{layout.base_dir}"
 bind-ip = "{layout.fabric_ip}"
 bind-port = {layout.fabric_port}
 disable-telemetry = true
-tracing-endpoint = "{layout.tracing_endpoint}"
-# The default (2 GiB) is all the memory of a t4g.small; leave room for Docker, nginx and the collector.
+{tracing}# The default (2 GiB) is all the memory of a t4g.small; leave room for Docker, nginx and the collector.
 rocksdb-total-memory-size = "512 MiB"
 """
     if cluster is not None:
@@ -300,10 +300,16 @@ def _awslogs(stream: str) -> list[str]:
     ]  # fmt: skip
 
 
-def units(tls: TlsMode, ingress_key_secret: str | None) -> dict[str, str]:
+def log_stream(container: str, node: int | None = None) -> str:
+    """A container's log stream in the node's log group: `restate`, or `restate-2` on node 2 of a cluster."""
+    return container if node is None else f"{container}-{node}"
+
+
+def units(tls: TlsMode, ingress_key_secret: str | None, node: int | None = None) -> dict[str, str]:
     """The host's systemd units by file name. `${REGION}` and `${LOG_GROUP}` are filled in at boot.
 
     `ingress_key_secret`: the ARN of the secret that holds the ingress key, or None for an open ingress.
+    `node`: the host's number (1, 2, 3) in a cluster, which names its log streams; None for the single node.
     """
     restate = container_unit(
         "restate",
@@ -313,7 +319,7 @@ def units(tls: TlsMode, ingress_key_secret: str | None) -> dict[str, str]:
             "-v", "/etc/restate/restate.toml:/etc/restate/restate.toml:ro",
             "-e", "RESTATE_CONFIG=/etc/restate/restate.toml",
             "-e", "AWS_REGION=${REGION}",
-            *_awslogs("restate"),
+            *_awslogs(log_stream("restate", node)),
             RESTATE_IMAGE,
         ],
         needs_data=True,
@@ -337,7 +343,7 @@ def units(tls: TlsMode, ingress_key_secret: str | None) -> dict[str, str]:
         [
             "-v", f"{FRONT_DIR}:{FRONT_DIR}:ro",
             "-v", f"{FRONT_DIR}/nginx.conf:/etc/nginx/nginx.conf:ro",
-            *_awslogs("nginx"),
+            *_awslogs(log_stream("nginx", node)),
             NGINX_IMAGE,
         ],
         environment={"AWS_REGION": "${REGION}"} if copy_key else None,
@@ -378,14 +384,25 @@ def _heredoc(path: str, content: str) -> str:
     return f"cat > {path} <<'EOF_FILE'\n{content}EOF_FILE"
 
 
-def boot_script(*, tls: TlsMode, ingress_key_secret: str | None, volume_id: str, log_group: str) -> str:
+def boot_script(
+    *,
+    tls: TlsMode,
+    ingress_key_secret: str | None,
+    volume_id: str,
+    log_group: str,
+    cluster: Cluster | None = None,
+    index: int = 0,
+) -> str:
     """The host's user data: bootstrap.sh with its placeholders (between at-signs) filled, every file above in place.
 
     `ingress_key_secret` is the ARN of the key's secret, never the key: the host reads the key at boot.
+    With `cluster`, the host is node `index` of that cluster: its fabric listens for the other nodes,
+    and its containers log to streams named after it (`restate-2`, `nginx-2`).
     """
     front = FrontLayout.for_host(tls)
+    layout = NodeLayout() if cluster is None else NodeLayout(fabric_ip="0.0.0.0")
     files = [
-        _heredoc("/etc/restate/restate.toml", restate_config(NodeLayout())),
+        _heredoc("/etc/restate/restate.toml", restate_config(layout, cluster, index)),
         _heredoc("/etc/otel/config.yaml", OTEL_CONFIG),
         _heredoc(f"{FRONT_DIR}/nginx.conf", nginx_config(front, keyed=ingress_key_secret is not None)),
     ]
@@ -395,7 +412,7 @@ def boot_script(*, tls: TlsMode, ingress_key_secret: str | None, volume_id: str,
     if front.tls:
         make_cert = shlex.join(self_signed_certificate_command(front.certificate, front.key))
         tls_setup = f"[ -f {front.certificate} ] || {make_cert}"
-    host_units = units(tls, ingress_key_secret)
+    host_units = units(tls, ingress_key_secret, None if cluster is None else index + 1)
     # An unquoted heredoc: the shell fills in ${REGION} and ${LOG_GROUP} at boot.
     unit_files = [f"cat > /etc/systemd/system/{name} <<EOF_UNIT\n{text}EOF_UNIT" for name, text in host_units.items()]
     values = {
