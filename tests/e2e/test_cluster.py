@@ -1,0 +1,145 @@
+"""`holiday dev --nodes 3`: a replicated three-node Restate cluster on loopback, configured as the AWS hosts.
+
+Each test talks to the nodes as a user would: through each node's ingress and admin API,
+and to the local S3 stand-in where the partition snapshots go.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from holiday_tools.devstack import SNAPSHOT_BUCKET, LocalStack, Mode, NodePorts, Ports
+from infra.host.config import CLUSTER_PARTITIONS, Cluster, NodeLayout, restate_config
+from tests.support import BOOKED, PROJECT_DIR, statuses
+
+NODES = 3
+
+
+@pytest.fixture(scope="module", params=["http", "lambda"])
+def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    ports = Ports.free()
+    mode: Mode = request.param
+    stack = LocalStack(
+        PROJECT_DIR,
+        tmp_path_factory.mktemp(f"cluster-{mode}"),
+        ports,
+        mode=mode,
+        nodes=NODES,
+        node_ports=NodePorts.free(ports, NODES),
+    )
+    stack.start()
+    yield stack
+    stack.stop()
+
+
+def post(url: str, body: dict[str, Any], headers: dict[str, str] | None = None) -> httpx.Response:
+    return httpx.post(url, json=body, headers=headers or {}, timeout=60)
+
+
+def test_a_trip_booked_through_one_node_is_looked_up_through_every_other(cluster: LocalStack, trip_id: str) -> None:
+    first, *others = cluster.ingress_urls
+    booked = post(f"{first}/trips/reserve", {"trip_id": trip_id})
+    assert booked.status_code == 200, booked.text
+    for ingress in cluster.ingress_urls:
+        record = httpx.get(f"{ingress}/trip/{trip_id}/status", timeout=30)
+        assert (record.status_code, record.json()["status"]) == (200, "succeeded"), ingress
+        assert record.json()["steps"][0]["id"] == booked.json()["flight_booking_id"]
+    assert statuses(cluster, trip_id) == BOOKED
+    # The same trip id through another node: the same answer, nothing booked twice.
+    again = post(f"{others[-1]}/trips/reserve", {"trip_id": trip_id})
+    assert again.json() == booked.json()
+    assert statuses(cluster, trip_id) == BOOKED
+
+
+def test_every_node_gives_the_readmes_answers(cluster: LocalStack) -> None:
+    for n, ingress in enumerate(cluster.ingress_urls, start=1):
+        failed = post(f"{ingress}/trips/reserve", {"request": {"run_type": "failPayment"}})
+        assert failed.status_code == 409, (n, failed.text)
+        assert "compensated: refund payment, cancel car, cancel flight" in failed.json()["message"]
+        bad = post(f"{ingress}/trips/reserve", {"run_type": "failEverything"})
+        assert bad.status_code == 400, (n, bad.text)
+        assert "unknown run_type 'failEverything'" in bad.json()["message"]
+
+
+def test_an_idempotency_key_holds_across_nodes(cluster: LocalStack, trip_id: str) -> None:
+    key = {"idempotency-key": f"cluster-{trip_id}"}
+    answers = [post(f"{ingress}/trips/reserve", {}, key).json() for ingress in cluster.ingress_urls]
+    assert answers[0]["status"] == "success"
+    assert answers == [answers[0]] * NODES  # one trip, whichever node is asked
+
+
+def test_the_services_are_registered_once_and_every_node_knows_them(cluster: LocalStack) -> None:
+    listed = [
+        sorted(d["id"] for d in httpx.get(f"{admin}/deployments", timeout=10).json()["deployments"])
+        for admin in cluster.admin_urls
+    ]
+    assert listed[0]
+    assert listed == [listed[0]] * NODES
+    expected = 1 if cluster.mode == "http" else 5  # one server, or the four functions and the null saga
+    assert len(listed[0]) == expected
+
+
+def test_partition_snapshots_go_to_the_s3_stand_in(cluster: LocalStack) -> None:
+    cluster.restatectl.create_snapshots()  # on AWS they come every so many log records
+    s3 = cluster.aws_client("s3")
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=SNAPSHOT_BUCKET).get("Contents", [])]
+    latest = {key for key in keys if key.endswith("/latest.json")}
+    assert latest == {f"snapshots/{p}/latest.json" for p in range(CLUSTER_PARTITIONS)}
+    assert json.loads(s3.get_object(Bucket=SNAPSHOT_BUCKET, Key="snapshots/0/latest.json")["Body"].read())
+
+
+def aws_host_config(index: int) -> dict[str, Any]:
+    """Node `index`'s restate.toml as RestateStack renders it for its host with `restateNodes=3`."""
+    peers = tuple(f"http://node-{n}.restate-holiday.internal:5122" for n in range(1, NODES + 1))
+    cluster = Cluster(peers, "s3://restatestack-snapshots/snapshots")
+    return tomllib.loads(restate_config(NodeLayout(fabric_ip="0.0.0.0"), cluster, index))
+
+
+def flat(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """`{"worker.snapshots.destination": ..., ...}`: every setting by its dotted name."""
+    found: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            found |= flat(value, f"{prefix}{key}.")
+        else:
+            found[f"{prefix}{key}"] = value
+    return found
+
+
+# What a laptop's node may set differently from a host's: where it listens, its folder, where its
+# peers and the snapshot store are, and that it has no trace collector. Nothing about the cluster.
+LOCAL_ONLY = {
+    "base-dir",
+    "bind-ip",
+    "bind-port",
+    "advertised-address",
+    "tracing-endpoint",
+    "ingress.bind-address",
+    "admin.bind-address",
+    "metadata-client.addresses",
+    "worker.snapshots.destination",
+    "worker.snapshots.aws-endpoint-url",
+    "worker.snapshots.aws-allow-http",
+}
+
+
+@pytest.mark.parametrize("index", range(NODES))
+def test_each_node_runs_the_aws_hosts_configuration_but_for_addresses_and_folders(
+    cluster: LocalStack, index: int
+) -> None:
+    host, here = flat(aws_host_config(index)), flat(tomllib.loads(cluster.node_config(index)))
+    differ = {key for key in host.keys() | here.keys() if host.get(key) != here.get(key)}
+    assert differ <= LOCAL_ONLY, differ - LOCAL_ONLY
+    # And what makes it a cluster is the same on both.
+    for key in ("node-name", "cluster-name", "auto-provision", "default-replication", "bifrost.default-provider"):
+        assert here[key] == host[key], key
+    assert here["auto-provision"] is (index == 0)
+    assert len(here["metadata-client.addresses"]) == NODES
+    assert cluster.cluster is not None
+    assert here["advertised-address"] == cluster.cluster.peers[index]
