@@ -1,4 +1,4 @@
-"""RestateStack: where Restate runs. A self-hosted node on EC2, or a Restate Cloud environment.
+"""RestateStack: where Restate runs. A self-hosted node (or cluster of three) on EC2, or a Restate Cloud environment.
 
 Either way it offers the services stack one `RestateEndpoint`: where to
 register functions, which role Restate assumes to invoke them, and the
@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aws_cdk import CfnOutput, Stack
+from aws_cdk import CfnOutput, Fn, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from infra.constructs.restate_cluster import RestateCluster
 from infra.constructs.restate_host import RestateHost
 from infra.nag import REDUNDANT_ROLE_DEPENDENCY, acknowledge_lint
 from infra.settings import DeploymentSettings
@@ -58,12 +59,15 @@ class RestateStack(Stack):
             )
 
     def _self_hosted(self, settings: DeploymentSettings) -> RestateEndpoint:
-        # Public subnets for the node, isolated ones (no route out) for the registration function:
-        # no NAT gateway to pay for.
+        # Public subnets for the nodes, isolated ones (no route out) for the registration function:
+        # no NAT gateway to pay for. A cluster has a node in each of three zones; this stack names
+        # no account and region, so the zones are picked at deploy (CDK alone would pick two).
+        single = settings.restate_nodes == 1
         vpc = ec2.Vpc(
             self,
             "Vpc",
-            max_azs=2,
+            max_azs=2 if single else None,
+            availability_zones=None if single else _zones(settings.restate_nodes),
             nat_gateways=0,
             subnet_configuration=[
                 ec2.SubnetConfiguration(name="public", subnet_type=ec2.SubnetType.PUBLIC, cidr_mask=24),
@@ -80,12 +84,16 @@ class RestateStack(Stack):
                 logs.LogGroup(self, "FlowLogGroup", retention=logs.RetentionDays.ONE_MONTH)
             ),
         )
-        host = RestateHost(self, "Restate", vpc=vpc, settings=settings)
+        host: RestateHost | RestateCluster = (
+            RestateHost(self, "Restate", vpc=vpc, settings=settings)
+            if single
+            else RestateCluster(self, "Restate", vpc=vpc, settings=settings, nodes=settings.restate_nodes)
+        )
         invoker = iam.Role(
             self,
             "InvokerRole",
             assumed_by=iam.ArnPrincipal(host.role.role_arn),
-            description="Assumed by the Restate node to invoke the holiday functions",
+            description=f"Assumed by the Restate {'node' if single else 'nodes'} to invoke the holiday functions",
         )
         host.role.add_to_policy(iam.PolicyStatement(actions=["sts:AssumeRole"], resources=[invoker.role_arn]))
         return RestateEndpoint(
@@ -125,3 +133,8 @@ class RestateStack(Stack):
             invoker_role=invoker,
             auth_token_secret_arn=settings.auth_token_secret_arn,
         )
+
+
+def _zones(count: int) -> list[str]:
+    """The first `count` availability zones of the region the stack is deployed to, as CloudFormation lists them."""
+    return [Fn.select(index, Fn.get_azs()) for index in range(count)]

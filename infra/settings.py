@@ -22,6 +22,8 @@ _ARN_HEAD = r"arn:aws(?:-[a-z]+)*:{service}:[a-z]{{2,}}(?:-[a-z]+)+-\d+:\d{{12}}
 _HOST_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 _IPV4_CIDR = r"\d{1,3}(?:\.\d{1,3}){3}/\d{1,2}"
 ANYWHERE = "0.0.0.0/0"
+# How many Restate nodes a self-hosted RestateStack runs: one, or a replicated cluster of three.
+RESTATE_NODES = (1, 3)
 # A security group takes 60 inbound rules; the host's also admits the admin API's one client.
 MAX_INGRESS_CIDRS = 50
 
@@ -105,6 +107,13 @@ CONTEXT_KEYS = (
         "a Route 53 public hosted zone id such as Z0123456789ABCDEFGHIJ",
         "no DNS record (you create it)",
     ),
+    ContextKey(
+        "restateNodes",
+        "self-hosted",
+        "|".join(str(n) for n in RESTATE_NODES),
+        "1 (a single node) or 3 (a replicated cluster over three availability zones)",
+        "the default, a single node",
+    ),
 )
 KEYS = {key.name: key for key in CONTEXT_KEYS}
 # Keys the CDK CLI keeps in cdk.context.json (`cdk acknowledge`, `cdk cli-telemetry`) and passes to every app.
@@ -143,6 +152,8 @@ class DeploymentSettings:
     # Self-hosted only: whether callers must send the ingress key (a generated secret), and from where they may call.
     ingress_key: bool = True
     ingress_cidrs: tuple[str, ...] = (ANYWHERE,)
+    # Self-hosted only: one Restate node, or a cluster of three (one per availability zone).
+    restate_nodes: int = 1
     # What happens to Restate's registration of a function version when the stack is deleted
     deregister_on_delete: bool = False
 
@@ -186,6 +197,7 @@ class DeploymentSettings:
                 hosted_zone_id=zone,
                 ingress_key=_read(context, "ingressAuth") != "none",
                 ingress_cidrs=(ANYWHERE,) if cidrs is None else _ranges(cidrs),
+                restate_nodes=_nodes(context),
                 deregister_on_delete=deregister,
             )
 
@@ -255,6 +267,14 @@ def _read(context: Mapping[str, object], name: str) -> str | None:
     if not re.fullmatch(key.pattern, value):
         raise SettingsError(f"context {name!r} must be {key.valid}, not {_shown(value)}")
     return value
+
+
+def _nodes(context: Mapping[str, object]) -> int:
+    """`restateNodes`: text from the command line, or a JSON number from cdk.json."""
+    value = context.get("restateNodes")
+    if isinstance(value, int) and not isinstance(value, bool) and value in RESTATE_NODES:
+        return value
+    return int(_read(context, "restateNodes") or RESTATE_NODES[0])
 
 
 def _ranges(value: str) -> tuple[str, ...]:

@@ -38,6 +38,9 @@ MODES: dict[str, dict[str, str]] = {
     "cloud": CLOUD,
     "open": {"ingressAuth": "none"},
     "cidrs": {"ingressCidrs": ",".join(CALLERS)},
+    # Three Restate nodes behind a load balancer that passes TLS through, or ends it with the certificate.
+    "cluster": {"restateNodes": "3"},
+    "cluster-acm": {"restateNodes": "3", "certificateArn": CERTIFICATE},
 }
 
 Templates = tuple[dict[str, Any], dict[str, Any]]  # RestateStack's, RestateHolidayStack's
@@ -79,3 +82,52 @@ def joined(value: Any) -> str:
     if isinstance(value, dict) and "Fn::Base64" in value:
         return joined(value["Fn::Base64"])
     return "<ref>"
+
+
+def mentions(value: Any, logical_id: str) -> bool:
+    """Whether a template value refers to the resource `logical_id`: a Ref or a GetAtt of it, alone or in a Join."""
+    text = json.dumps(value)
+    return f'{{"Ref": "{logical_id}"}}' in text or f'{{"Fn::GetAtt": ["{logical_id}", ' in text
+
+
+def ingress_rules(template: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every inbound rule, inline in a security group or standalone."""
+    rules = [r["Properties"] for r in resources(template, "AWS::EC2::SecurityGroupIngress").values()]
+    for group in resources(template, "AWS::EC2::SecurityGroup").values():
+        rules += group["Properties"].get("SecurityGroupIngress", [])
+    return rules
+
+
+def statements_of_role(template: dict[str, Any], role_id: str) -> list[dict[str, Any]]:
+    found = []
+    for policy in resources(template, "AWS::IAM::Policy").values():
+        if {"Ref": role_id} in policy["Properties"].get("Roles", []):
+            found += policy["Properties"]["PolicyDocument"]["Statement"]
+    return found
+
+
+def host_role(template: dict[str, Any]) -> str:
+    """The logical id of the Restate nodes' role: the one role of every instance profile."""
+    profiles = resources(template, "AWS::IAM::InstanceProfile").values()
+    [role] = {role["Ref"] for profile in profiles for role in profile["Properties"]["Roles"]}
+    return str(role)
+
+
+def host_group(template: dict[str, Any]) -> str:
+    """The logical id of the Restate nodes' security group: the one group of every instance."""
+    instances = resources(template, "AWS::EC2::Instance").values()
+    interfaces = [interface for i in instances for interface in i["Properties"]["NetworkInterfaces"]]
+    [group] = {group["Fn::GetAtt"][0] for interface in interfaces for group in interface["GroupSet"]}
+    return str(group)
+
+
+def grants_on(templates: Templates, logical_id: str) -> dict[str, set[str]]:
+    """Role logical id -> the actions any policy allows it on the resource `logical_id` (or on its parts)."""
+    found: dict[str, set[str]] = {}
+    for template in templates:
+        for policy in resources(template, "AWS::IAM::Policy").values():
+            for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+                if statement["Effect"] == "Allow" and mentions(statement["Resource"], logical_id):
+                    for role in policy["Properties"]["Roles"]:
+                        found.setdefault(role["Ref"], set()).update(as_list(statement["Action"]))
+    return found

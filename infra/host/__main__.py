@@ -1,25 +1,39 @@
-"""Print the host's boot script for one TLS mode, with sample ids: `python -m infra.host self-signed | shellcheck -`."""
+"""Print the host's boot script for one TLS mode, with sample ids: `python -m infra.host self-signed | shellcheck -`.
+
+`--node N` prints node N's script of a three-node cluster instead of the single node's.
+"""
 
 from __future__ import annotations
 
 import sys
 from typing import get_args
 
-from infra.host.config import TlsMode, boot_script
+from infra.host.config import Cluster, TlsMode, boot_script
 
 SAMPLE_VOLUME = "vol-0123456789abcdef0"
 SAMPLE_LOG_GROUP = "/restate/restate"
 SAMPLE_SECRET = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:IngressKey-AbCdEf"
+SAMPLE_CLUSTER = Cluster(
+    peers=tuple(f"http://node-{n}.restate-holiday-restate.internal:5122" for n in (1, 2, 3)),
+    snapshots="s3://restatestack-restatesnapshots-0123456789ab/snapshots",
+)
 
 
 def main(argv: list[str]) -> None:
     modes: tuple[TlsMode, ...] = get_args(TlsMode)
-    chosen = [mode for mode in modes if argv == [mode]]
-    if not chosen:
-        sys.exit(f"usage: python -m infra.host {{{'|'.join(modes)}}}")
+    nodes = [str(n) for n in range(1, len(SAMPLE_CLUSTER.peers) + 1)]
+    chosen = [mode for mode in modes if argv[:1] == [mode]]
+    node = argv[1:] if len(argv) == 3 and argv[1] == "--node" and argv[2] in nodes else None
+    if not chosen or len(argv) != (1 if node is None else 3):
+        sys.exit(f"usage: python -m infra.host {{{'|'.join(modes)}}} [--node {{{'|'.join(nodes)}}}]")
     sys.stdout.write(
         boot_script(
-            tls=chosen[0], ingress_key_secret=SAMPLE_SECRET, volume_id=SAMPLE_VOLUME, log_group=SAMPLE_LOG_GROUP
+            tls=chosen[0],
+            ingress_key_secret=SAMPLE_SECRET,
+            volume_id=SAMPLE_VOLUME,
+            log_group=SAMPLE_LOG_GROUP,
+            cluster=None if node is None else SAMPLE_CLUSTER,
+            index=0 if node is None else int(node[1]) - 1,
         )
     )
 

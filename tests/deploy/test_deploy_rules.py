@@ -113,8 +113,12 @@ def physical_names(template: dict[str, Any]) -> set[str]:
     return names
 
 
-def test_a_prefixed_copy_claims_no_name_the_default_copy_claims(synthesized: Callable[[str], Templates]) -> None:
-    default, prefixed = synthesized("default"), synthesized("prefix")
+@pytest.mark.parametrize("unprefixed", ["default", "cluster"])
+def test_a_prefixed_copy_claims_no_name_the_default_copy_claims(
+    unprefixed: str, lambda_assets: Any, synthesized: Callable[[str], Templates]
+) -> None:
+    default = synthesized(unprefixed)
+    prefixed = synth(lambda_assets[0].path.parent, {**MODES[unprefixed], **MODES["prefix"]})
     for stack, first, second in zip(STACKS, default, prefixed, strict=True):
         assert physical_names(first), stack  # the rule has names to compare
         assert not physical_names(first) & physical_names(second), stack
@@ -135,32 +139,78 @@ def test_no_export_depends_on_an_ec2_instance(templates: Templates) -> None:
 
 
 @pytest.fixture(scope="module")
-def changed_boot(lambda_assets: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Templates]:
-    """The default synthesis with a new Restate image, and with one more line in the boot script."""
+def changed_boot(lambda_assets: Any, tmp_path_factory: pytest.TempPathFactory) -> Callable[[str, str], Templates]:
+    """(mode, change) -> the mode's synthesis with a new Restate image, or with one more line in the boot script."""
     assets_dir = lambda_assets[0].path.parent
     script = tmp_path_factory.mktemp("boot") / "bootstrap.sh"
     script.write_text(config.BOOT_SCRIPT.read_text() + "echo booted\n")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(config, "RESTATE_IMAGE", "docker.io/restatedev/restate:1.7.13")
-        image = synth(assets_dir, {})
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(config, "BOOT_SCRIPT", script)
-        boot = synth(assets_dir, {})
-    return {"image": image, "script": boot}
+    changes = {"image": ("RESTATE_IMAGE", "docker.io/restatedev/restate:1.7.13"), "script": ("BOOT_SCRIPT", script)}
+    done: dict[tuple[str, str], Templates] = {}
+
+    def get(mode: str, change: str) -> Templates:
+        if (mode, change) not in done:
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setattr(config, *changes[change])
+                done[mode, change] = synth(assets_dir, MODES[mode])
+        return done[mode, change]
+
+    return get
 
 
+def without_user_data(template: dict[str, Any]) -> dict[str, Any]:
+    """The template with each instance's logical id made stable (no hash of its user data) and no user data."""
+    text = json.dumps(template)
+    for instance in resources(template, "AWS::EC2::Instance"):
+        # CDK ends the id of an instance whose user data causes replacement with 16 hex digits of that data.
+        assert re.fullmatch(r".+[0-9a-f]{16}", instance), instance
+        text = text.replace(f'"{instance}"', f'"{instance[:-16]}"')
+    stable: dict[str, Any] = json.loads(text)
+    for properties in resources(stable, "AWS::EC2::Instance").values():
+        del properties["Properties"]["UserData"]
+    return stable
+
+
+@pytest.mark.parametrize(("mode", "nodes"), [("default", 1), ("cluster", 3)])
 @pytest.mark.parametrize("change", ["image", "script"])
-def test_a_changed_boot_script_or_image_replaces_the_instance_and_nothing_else(
-    change: str, changed_boot: dict[str, Templates], synthesized: Callable[[str], Templates]
+def test_a_changed_boot_script_or_image_replaces_the_instances_and_nothing_else(
+    mode: str,
+    nodes: int,
+    change: str,
+    changed_boot: Callable[[str, str], Templates],
+    synthesized: Callable[[str], Templates],
 ) -> None:
-    (restate, holiday), (new_restate, new_holiday) = synthesized("default"), changed_boot[change]
+    (restate, holiday), (new_restate, new_holiday) = synthesized(mode), changed_boot(mode, change)
     # A new logical id is a new instance: CloudFormation creates it, then removes the old one.
-    [old] = resources(restate, "AWS::EC2::Instance")
-    [new] = resources(new_restate, "AWS::EC2::Instance")
-    assert old != new
-    # The services stack sees no change at all: it registers at the admin name, not at the instance.
-    assert new_holiday == holiday
+    old, new = set(resources(restate, "AWS::EC2::Instance")), set(resources(new_restate, "AWS::EC2::Instance"))
+    assert len(old) == len(new) == nodes
+    assert not old & new
+    # Nothing else changes: the volumes, the names and the balancer follow the new instances by reference.
+    assert without_user_data(new_restate) == without_user_data(restate)
     assert resources(new_restate, "AWS::EC2::Volume") == resources(restate, "AWS::EC2::Volume")
+    # The services stack sees no change at all: it registers at the admin name, not at an instance.
+    assert new_holiday == holiday
+
+
+# --- EC2: what a security group's descriptions may hold -----------------------------------------
+
+# EC2 refuses other characters (an apostrophe, say) in a group's description and in a rule's.
+GROUP_DESCRIPTION = re.compile(r"[A-Za-z0-9 ._\-:/()#,@\[\]+=&;{}!$*]{0,255}")
+RULE_DESCRIPTION = re.compile(r"[A-Za-z0-9 ._\-:/()#,@\[\]+=;{}!$*]{0,255}")
+
+
+def test_security_group_descriptions_hold_only_what_ec2_accepts(templates: Templates) -> None:
+    for stack, template in both(templates):
+        rules = [
+            r["Properties"]
+            for kind in ("Ingress", "Egress")
+            for r in resources(template, f"AWS::EC2::SecurityGroup{kind}").values()
+        ]
+        for group in resources(template, "AWS::EC2::SecurityGroup").values():
+            props = group["Properties"]
+            assert GROUP_DESCRIPTION.fullmatch(props["GroupDescription"]), f"{stack}: {props['GroupDescription']}"
+            rules += props.get("SecurityGroupIngress", []) + props.get("SecurityGroupEgress", [])
+        for rule in rules:
+            assert RULE_DESCRIPTION.fullmatch(rule.get("Description", "")), f"{stack}: {rule}"
 
 
 # --- Elastic Load Balancing: no TLS older than 1.2 --------------------------------------------
@@ -173,7 +223,7 @@ def test_every_tls_listener_names_a_policy_without_tls_1_0_or_1_1(mode: str, tem
         for listener in resources(restate, "AWS::ElasticLoadBalancingV2::Listener").values()
         if listener["Properties"]["Protocol"] in ("TLS", "HTTPS")
     ]
-    assert len(listeners) == (1 if mode in ("acm", "domain") else 0)
+    assert len(listeners) == (1 if "certificateArn" in MODES[mode] else 0)
     for listener in listeners:
         assert MODERN_TLS.match(listener.get("SslPolicy", "")), listener
 
@@ -188,7 +238,9 @@ BALANCERS_MADE_WITHOUT_GROUPS = {"RestateIngress4DE70F5A"}
 def test_every_network_load_balancer_has_security_groups_from_its_creation(mode: str, templates: Templates) -> None:
     restate, _ = templates
     balancers = resources(restate, "AWS::ElasticLoadBalancingV2::LoadBalancer")
-    assert len(balancers) == (1 if mode in ("acm", "domain") else 0)
+    # With a certificate, or in front of a cluster.
+    cluster = MODES[mode].get("restateNodes", "1") != "1"
+    assert len(balancers) == (1 if "certificateArn" in MODES[mode] or cluster else 0)
     for balancer_id, balancer in balancers.items():
         assert balancer["Properties"].get("SecurityGroups"), balancer_id
         # An update would ask AWS to add groups to a balancer made without any, which it refuses.

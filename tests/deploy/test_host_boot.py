@@ -16,16 +16,30 @@ from pathlib import Path
 import pytest
 
 from infra.host import config
+from infra.host.__main__ import SAMPLE_CLUSTER
 
 VOLUME = "vol-0123456789abcdef0"
 IMDS = "http://169.254.169.254"
 SECRET = "arn:aws:secretsmanager:us-east-1:111122223333:secret:RestateIngressKey-AbCdEf"
-# Each way the host boots: TLS on the host or at a load balancer; with the ingress key, or open (ingressAuth=none).
-HOSTS = [(tls, secret) for tls in ("self-signed", "load-balancer") for secret in (SECRET, None)]
+# Each way a host boots: TLS on the host or at a load balancer; with the ingress key, or open (ingressAuth=none);
+# the single node (None), or node 3 of a cluster (cluster scripts differ by node only in restate.toml and log streams).
+HOSTS = [
+    (tls, secret, node)
+    for tls in ("self-signed", "load-balancer")
+    for secret in (SECRET, None)
+    for node in (None, len(SAMPLE_CLUSTER.peers))
+]
 
 
-def script(tls: config.TlsMode = "self-signed", secret: str | None = SECRET) -> str:
-    return config.boot_script(tls=tls, ingress_key_secret=secret, volume_id=VOLUME, log_group="/restate/restate")
+def script(tls: config.TlsMode = "self-signed", secret: str | None = SECRET, node: int | None = None) -> str:
+    return config.boot_script(
+        tls=tls,
+        ingress_key_secret=secret,
+        volume_id=VOLUME,
+        log_group="/restate/restate",
+        cluster=None if node is None else SAMPLE_CLUSTER,
+        index=0 if node is None else node - 1,
+    )
 
 
 class Metadata(ThreadingHTTPServer):
@@ -132,10 +146,10 @@ def test_restate_starts_only_on_the_mounted_data_volume(tmp_path: Path) -> None:
     assert f"-v {config.DATA_MOUNT}:{config.NodeLayout().base_dir}" in unit
 
 
-@pytest.mark.parametrize(("tls", "secret"), HOSTS)
-def test_shellcheck_finds_nothing_in_the_boot_script(tls: config.TlsMode, secret: str | None) -> None:
+@pytest.mark.parametrize(("tls", "secret", "node"), HOSTS)
+def test_shellcheck_finds_nothing_in_the_boot_script(tls: config.TlsMode, secret: str | None, node: int | None) -> None:
     shellcheck = Path(sys.executable).parent / "shellcheck"
-    done = subprocess.run([str(shellcheck), "-"], input=script(tls, secret), capture_output=True, text=True)
+    done = subprocess.run([str(shellcheck), "-"], input=script(tls, secret, node), capture_output=True, text=True)
     assert done.returncode == 0, done.stdout
 
 
@@ -145,8 +159,10 @@ def test_shellcheck_finds_nothing_in_the_ingress_key_script() -> None:
     assert done.returncode == 0, done.stdout
 
 
-@pytest.mark.parametrize(("tls", "secret"), HOSTS)
-def test_systemd_accepts_the_hosts_units(tls: config.TlsMode, secret: str | None, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("tls", "secret", "node"), HOSTS)
+def test_systemd_accepts_the_hosts_units(
+    tls: config.TlsMode, secret: str | None, node: int | None, tmp_path: Path
+) -> None:
     analyze = shutil.which("systemd-analyze")
     system_units = Path("/usr/lib/systemd/system")
     if analyze is None or not system_units.is_dir():
@@ -164,10 +180,15 @@ def test_systemd_accepts_the_hosts_units(tls: config.TlsMode, secret: str | None
     key_command.parent.mkdir(parents=True)
     shutil.copy(config.INGRESS_KEY_SCRIPT, key_command)  # as the boot script installs it, and
     key_command.chmod(0o755)
-    assert (f"chmod 755 {config.INGRESS_KEY_COMMAND}" in script(tls, secret)) == (secret is not None)
+    assert (f"chmod 755 {config.INGRESS_KEY_COMMAND}" in script(tls, secret, node)) == (secret is not None)
     written = root / "etc/systemd/system"
     written.mkdir(parents=True)
-    found = config.units(tls, secret)
+    found = config.units(tls, secret, node)
+    # The units the script writes are these, for this node.
+    assert all(
+        f"cat > /etc/systemd/system/{name} <<EOF_UNIT\n{text}" in script(tls, secret, node)
+        for name, text in found.items()
+    )
     assert (f"{config.KEY_UNIT}.timer" in found) == (secret is not None)
     for name, text in found.items():
         # As the boot script's heredoc fills them in.

@@ -17,7 +17,23 @@ from app import build_app
 from holiday.functions import FUNCTIONS
 from holiday_tools.packaging import AssetReport
 from infra.host.config import BALANCER_TARGET_PORT, FrontLayout, NodeLayout, nginx_config, restate_config
-from tests.synth import CALLERS, CERTIFICATE, CLOUD, SECRET, Templates, as_list, joined, only, resources, synth
+from tests.synth import (
+    CALLERS,
+    CERTIFICATE,
+    CLOUD,
+    SECRET,
+    Templates,
+    as_list,
+    grants_on,
+    host_group,
+    host_role,
+    ingress_rules,
+    joined,
+    only,
+    resources,
+    statements_of_role,
+    synth,
+)
 
 
 @pytest.fixture(scope="module")
@@ -43,47 +59,6 @@ def acm(synthesized: Callable[[str], Templates]) -> Templates:
 @pytest.fixture(scope="module")
 def open_ingress(synthesized: Callable[[str], Templates]) -> Templates:
     return synthesized("open")
-
-
-def ingress_rules(template: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every inbound rule, inline in a security group or standalone."""
-    rules = [r["Properties"] for r in resources(template, "AWS::EC2::SecurityGroupIngress").values()]
-    for group in resources(template, "AWS::EC2::SecurityGroup").values():
-        rules += group["Properties"].get("SecurityGroupIngress", [])
-    return rules
-
-
-def statements_of_role(template: dict[str, Any], role_id: str) -> list[dict[str, Any]]:
-    found = []
-    for policy in resources(template, "AWS::IAM::Policy").values():
-        if {"Ref": role_id} in policy["Properties"].get("Roles", []):
-            found += policy["Properties"]["PolicyDocument"]["Statement"]
-    return found
-
-
-def host_role(template: dict[str, Any]) -> str:
-    """The logical id of the Restate node's role."""
-    [role] = only(template, "AWS::IAM::InstanceProfile")["Properties"]["Roles"]
-    return str(role["Ref"])
-
-
-def host_group(template: dict[str, Any]) -> str:
-    """The logical id of the Restate node's security group."""
-    [interface] = only(template, "AWS::EC2::Instance")["Properties"]["NetworkInterfaces"]
-    [group] = interface["GroupSet"]
-    return str(group["Fn::GetAtt"][0])
-
-
-def readers_of(templates: Templates, secret_id: str) -> dict[str, set[str]]:
-    """Role logical id -> the actions any policy grants it on the secret `secret_id`."""
-    found: dict[str, set[str]] = {}
-    for template in templates:
-        for policy in resources(template, "AWS::IAM::Policy").values():
-            for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
-                if {"Ref": secret_id} in as_list(statement["Resource"]):
-                    for role in policy["Properties"]["Roles"]:
-                        found.setdefault(role["Ref"], set()).update(as_list(statement["Action"]))
-    return found
 
 
 def function_roles(template: dict[str, Any]) -> dict[str, str]:
@@ -122,6 +97,16 @@ def test_self_hosted_restate_is_one_arm64_node_with_a_separate_encrypted_data_vo
     assert only(restate, "AWS::EC2::LaunchTemplate")["Properties"]["LaunchTemplateData"]["MetadataOptions"] == {
         "HttpTokens": "required"
     }
+
+
+def test_the_single_nodes_data_volume_and_instance_keep_their_logical_ids(default: Templates) -> None:
+    # A new logical id would be a new, empty volume (the old one left as a snapshot) and a new node.
+    restate, _ = default
+    assert list(resources(restate, "AWS::EC2::Volume")) == ["RestateData74B76A42"]
+    [instance] = resources(restate, "AWS::EC2::Instance")
+    assert instance.startswith("RestateInstance9D7438E5")  # and then the hash of its user data
+    assert "RestateAdminZone8A37CCB0" in restate["Resources"]
+    assert "RestateIngressKey83D03C2A" in restate["Resources"]
 
 
 def test_restate_logs_go_to_the_documented_log_group_and_traces_to_xray(default: Templates) -> None:
@@ -186,7 +171,7 @@ def test_the_ingress_key_is_generated_at_deploy_and_only_the_hosts_role_may_read
     # Secrets Manager makes the value when the stack is created: no template holds it.
     assert secret["Properties"]["GenerateSecretString"] == {"ExcludePunctuation": True, "PasswordLength": 48}
     assert "SecretString" not in secret["Properties"]
-    assert readers_of(default, secret_id) == {
+    assert grants_on(default, secret_id) == {
         host_role(restate): {"secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"}
     }
     assert not resources(restate, "AWS::SecretsManager::ResourcePolicy")
@@ -226,7 +211,15 @@ def test_an_open_ingress_is_one_warning_line_when_the_app_is_built(
 
 
 @pytest.mark.parametrize(
-    ("mode", "callers"), [("default", ["0.0.0.0/0"]), ("open", ["0.0.0.0/0"]), ("cidrs", CALLERS), ("domain", CALLERS)]
+    ("mode", "callers"),
+    [
+        ("default", ["0.0.0.0/0"]),
+        ("open", ["0.0.0.0/0"]),
+        ("cidrs", CALLERS),
+        ("domain", CALLERS),
+        ("cluster", ["0.0.0.0/0"]),
+        ("cluster-acm", ["0.0.0.0/0"]),
+    ],
 )
 def test_the_security_groups_admit_callers_from_ingress_cidrs_only(
     mode: str, callers: list[str], synthesized: Callable[[str], Templates]

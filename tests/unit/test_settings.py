@@ -152,13 +152,34 @@ def test_an_open_ingress_is_one_warning_line_saying_who_can_book(cidrs: str | No
     assert "\n" not in warning
 
 
+@pytest.mark.parametrize(
+    ("context", "nodes"),
+    [
+        ({}, 1),
+        ({"restateNodes": "1"}, 1),
+        ({"restateNodes": "3"}, 3),
+        ({"restateNodes": 3}, 3),  # a JSON number, from cdk.json
+        ({"restateNodes": "3", **DOMAIN, "ingressAuth": "none", "ingressCidrs": "10.0.0.0/8"}, 3),
+    ],
+)
+def test_one_restate_node_or_a_cluster_of_three(context: dict[str, Any], nodes: int) -> None:
+    assert settings(context).restate_nodes == nodes
+    assert settings({**CDK_KEYS, **context}) == settings(context)
+
+
 # --- refusals ----------------------------------------------------------------------------------
 
 
 def valid_for(key: str) -> dict[str, Any]:
     """A valid context of the mode that `key` belongs to, with every key of that mode."""
     mode = KEYS[key].mode
-    self_hosted = {**DOMAIN, "hostedZoneId": "Z0123", "ingressAuth": "key", "ingressCidrs": "10.0.0.0/8"}
+    self_hosted = {
+        **DOMAIN,
+        "hostedZoneId": "Z0123",
+        "ingressAuth": "key",
+        "ingressCidrs": "10.0.0.0/8",
+        "restateNodes": "3",
+    }
     return {**CLOUD, "region": "eu"} if mode == "cloud" else self_hosted if mode else {}
 
 
@@ -202,6 +223,8 @@ def test_an_empty_prefix_says_to_leave_it_out_for_the_default_names() -> None:
         ({**CLOUD, "hostedZoneId": "Z0123"}, "context 'hostedZoneId' is only for deploymentMode=self-hosted"),
         ({**CLOUD, "ingressAuth": "none"}, "context 'ingressAuth' is only for deploymentMode=self-hosted"),
         ({**CLOUD, "ingressCidrs": "10.0.0.0/8"}, "context 'ingressCidrs' is only for deploymentMode=self-hosted"),
+        ({**CLOUD, "restateNodes": "3"}, "context 'restateNodes' is only for deploymentMode=self-hosted"),
+        ({**CLOUD, "restateNodes": "1"}, "context 'restateNodes' is only for deploymentMode=self-hosted"),
         # the ingress: who needs the key, who may call
         ({"ingressAuth": "off"}, "context 'ingressAuth' must be 'key' (callers send the ingress key) or 'none' "),
         ({"ingressAuth": "None"}, "context 'ingressAuth' must be 'key'"),
@@ -294,6 +317,22 @@ def test_an_empty_prefix_says_to_leave_it_out_for_the_default_names() -> None:
 )
 def test_a_bad_context_is_refused_in_one_line_naming_the_key(context: dict[str, Any], says: str) -> None:
     assert says in refusal({**CDK_KEYS, **context})
+
+
+@pytest.mark.parametrize(
+    ("given", "shown"),
+    [
+        *((text, repr(text)) for text in ("2", "three", "03", " 3", "5")),
+        *((value, f"the number {value}") for value in (2, 3.0)),
+        (True, "the boolean true"),
+        ([3], "the list [3]"),
+    ],
+)
+def test_restate_nodes_other_than_1_or_3_are_refused(given: object, shown: str) -> None:
+    assert refusal({**CDK_KEYS, "restateNodes": given}) == (
+        "context 'restateNodes' must be 1 (a single node) or 3 (a replicated cluster over three availability "
+        f"zones), not {shown}"
+    )
 
 
 def test_an_unknown_key_is_refused_listing_every_valid_key() -> None:
