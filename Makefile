@@ -89,8 +89,11 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	@# The EC2 host's boot script, as rendered for each TLS mode, and the script that copies its ingress key.
-	for tls in self-signed load-balancer; do $(BIN)/python -m infra.host $$tls | $(BIN)/shellcheck - || exit 1; done
+	@# The EC2 host's boot script, as rendered for each TLS mode (a single node, and a cluster's node 2), and
+	@# the script that copies its ingress key.
+	for tls in self-signed load-balancer; do \
+	  for node in "" "--node 2"; do $(BIN)/python -m infra.host $$tls $$node | $(BIN)/shellcheck - || exit 1; done; \
+	done
 	$(BIN)/shellcheck infra/host/ingress_key.sh
 
 fmt: install

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from aws_cdk import CfnOutput, Duration, RemovalPolicy
 from aws_cdk import aws_ec2 as ec2
-from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
@@ -104,13 +103,6 @@ class RestateCluster(Construct):
             settings,
             hosts=self.security_group,
             instances=self.instances,
-            # A node that stops answering leaves the rotation within about 20 s.
-            health_check=elbv2.HealthCheck(
-                interval=Duration.seconds(10),
-                timeout=Duration.seconds(5),
-                healthy_threshold_count=2,
-                unhealthy_threshold_count=2,
-            ),
         )
         CfnOutput(self, "AdminUrl", value=self.admin_url, description="Reachable only from inside the VPC")
 

@@ -20,7 +20,7 @@ from aws_cdk import aws_route53 as route53
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
-from infra.host.config import ADMIN_PORT, BALANCER_TARGET_PORT, HTTPS_PORT, boot_script
+from infra.host.config import ADMIN_PORT, BALANCER_TARGET_PORT, HEALTH_PATH, HTTPS_PORT, boot_script
 from infra.nag import acknowledge
 from infra.settings import ANYWHERE, DeploymentSettings
 
@@ -288,7 +288,6 @@ def ingress_balancer(
     *,
     hosts: ec2.SecurityGroup,
     instances: Sequence[ec2.Instance],
-    health_check: elbv2.HealthCheck | None = None,
 ) -> str:
     """A network load balancer over the ingress of `instances`, in the public subnets; returns the ingress URL.
 
@@ -330,7 +329,17 @@ def ingress_balancer(
         protocol=elbv2.Protocol.TCP,
         targets=[targets.InstanceTarget(instance, target_port) for instance in instances],
         preserve_client_ip=False,
-        health_check=health_check,
+        # Restate's health through nginx (the one path it serves without the key), not just an open port:
+        # a node whose restate-server is down leaves the rotation within about 20 s.
+        health_check=elbv2.HealthCheck(
+            protocol=elbv2.Protocol.HTTP if at_balancer else elbv2.Protocol.HTTPS,
+            path=HEALTH_PATH,
+            port=str(target_port),
+            interval=Duration.seconds(10),
+            timeout=Duration.seconds(5),
+            healthy_threshold_count=2,
+            unhealthy_threshold_count=2,
+        ),
     )
     acknowledge(
         nlb,

@@ -40,6 +40,8 @@ KEY_REFRESH_S = 60  # how often the host reads the key again: a rotated key is i
 # Where TLS ends: at nginx on the host with a self-signed certificate, or at a load balancer with an ACM
 # certificate that passes plain HTTP to nginx. Either way nginx checks the key in front of Restate.
 TlsMode = Literal["self-signed", "load-balancer"]
+# Restate's ingress health check: the one path nginx serves without the ingress key (it tells nothing else).
+HEALTH_PATH = "/restate/health"
 # The longest idempotency-key the TLS front passes on (Restate itself keeps keys of any length).
 MAX_IDEMPOTENCY_KEY = 256
 # nginx's answer to a call without the ingress key, or with another (the CLI and the README quote it).
@@ -199,6 +201,16 @@ http {{
     {listen}
     client_max_body_size 1m;
     default_type application/json;{key_setting}
+    # Restate's own health, without the key: a load balancer asks it to know whether this node's Restate answers.
+    location = {HEALTH_PATH} {{
+      limit_except GET {{
+        deny all;
+      }}
+      proxy_pass http://{layout.upstream};
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Authorization "";
+    }}
     location / {{{key_check}
       # Restate stores an idempotency key as sent, and the services never see it: its length is capped here.
       if ($http_idempotency_key ~ "^.{{{MAX_IDEMPOTENCY_KEY + 1}}}") {{

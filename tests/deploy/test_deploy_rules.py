@@ -247,6 +247,18 @@ def test_every_network_load_balancer_has_security_groups_from_its_creation(mode:
         assert balancer_id not in BALANCERS_MADE_WITHOUT_GROUPS
 
 
+def test_every_target_group_asks_restates_health_through_nginx(mode: str, templates: Templates) -> None:
+    # A TCP check passes while nginx runs, even with restate-server down on that node.
+    restate, _ = templates
+    groups = resources(restate, "AWS::ElasticLoadBalancingV2::TargetGroup")
+    assert len(groups) == len(resources(restate, "AWS::ElasticLoadBalancingV2::LoadBalancer"))
+    for group in groups.values():
+        props = group["Properties"]
+        expected = "HTTP" if props["Port"] == config.BALANCER_TARGET_PORT else "HTTPS"
+        assert (props["HealthCheckProtocol"], props["HealthCheckPath"]) == (expected, config.HEALTH_PATH)
+        assert props["HealthCheckPort"] == str(props["Port"])
+
+
 # --- Secrets Manager: the ingress key is made at deploy and stays there -----------------------
 
 

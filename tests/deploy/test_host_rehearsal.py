@@ -30,6 +30,7 @@ from holiday.functions import FUNCTIONS
 from holiday_tools.devstack import LOCAL_CREDENTIALS, LocalStack, Ports, http_ok, restate_server_binary, wait_until
 from holiday_tools.processes import Process
 from infra.host.config import (
+    HEALTH_PATH,
     MAX_IDEMPOTENCY_KEY,
     UNAUTHORIZED,
     FrontLayout,
@@ -349,6 +350,15 @@ def test_rotating_the_key_keeps_the_call_in_flight_and_then_only_the_new_key_boo
     for flag in FLAGS:
         assert node.curl("/trips/reserve", flag, "--json", "{}")[0] == 200
         assert node.curl("/trips/reserve", flag, "--json", "{}", key=old)[0] == 401
+
+
+def test_restates_health_is_the_one_path_served_without_the_key(node: Node) -> None:
+    # A load balancer asks it to know whether this node's Restate answers; it tells nothing else.
+    status, _, _ = node.curl(HEALTH_PATH, key=None)
+    assert status == 200
+    assert node.curl(HEALTH_PATH, "-X", "POST", key=None)[0] == 403
+    assert node.curl(f"{HEALTH_PATH}/x", key=None)[0] == 401
+    assert node.curl("/restate/awakeables/x/resolve", "-X", "POST", key=None)[0] == 401
 
 
 def test_no_log_holds_a_key(node: Node) -> None:
