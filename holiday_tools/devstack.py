@@ -73,19 +73,27 @@ class Ports:
     @classmethod
     def free(cls) -> Ports:
         """Ports nobody uses right now (for tests, beside a running `holiday dev`)."""
-        socks = [socket.socket() for _ in range(len(fields(cls)))]
-        try:
-            for s in socks:
-                s.bind((HOST, 0))
-            numbers = [s.getsockname()[1] for s in socks]
-        finally:
-            for s in socks:
-                s.close()
-        return cls(*numbers)
+        return cls(*_free_ports(len(fields(cls))))
 
     def check_free(self) -> None:
         """Fail early, naming the port, rather than half-start."""
         _check_free(vars(self))
+
+
+def _free_ports(count: int, taken: frozenset[int] = frozenset()) -> list[int]:
+    """`count` different ports nobody uses right now, none of them in `taken` (ports already handed out)."""
+    socks: list[socket.socket] = []
+    try:
+        while len(socks) < count:
+            s = socket.socket()
+            socks.append(s)  # held open, so the system hands out a new port each time
+            s.bind((HOST, 0))
+        numbers = [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+    clash = [n for n in numbers if n in taken]
+    return [n for n in numbers if n not in taken] + (_free_ports(len(clash), taken | set(numbers)) if clash else [])
 
 
 def _check_free(named: dict[str, int], node: int = 1) -> None:
@@ -117,8 +125,10 @@ class NodePorts:
     @classmethod
     def free(cls, ports: Ports, nodes: int) -> list[NodePorts]:
         """Node 1 on the stack's ports, the others on ports nobody uses right now (for tests)."""
-        more = [Ports.free() for _ in range(nodes - 1)]
-        return [cls(ports.ingress, ports.admin, ports.fabric)] + [cls(p.ingress, p.admin, p.fabric) for p in more]
+        # All at once, and none of the stack's: ports handed out one call after another could repeat.
+        numbers = iter(_free_ports(3 * (nodes - 1), frozenset(vars(ports).values())))
+        more = [cls(next(numbers), next(numbers), next(numbers)) for _ in range(nodes - 1)]
+        return [cls(ports.ingress, ports.admin, ports.fabric), *more]
 
 
 def wait_until(check: Callable[[], bool], what: str, timeout: float = 30.0, interval: float = 0.05) -> None:
@@ -142,12 +152,17 @@ def http_ok(url: str) -> Callable[[], bool]:
 
 
 def _serves_trips(ingress: str) -> Callable[[], bool]:
-    """Whether the ingress gets an answer from the trips services: a trip nobody booked is a 404."""
+    """Whether the ingress gets an answer from the trips services: a trip nobody booked is a 404.
+
+    From the handler, that is: the ingress says 404 itself (source "ingress") while it does not know
+    the services yet, before the registration has reached it.
+    """
 
     def check() -> bool:
         try:
-            return httpx.get(f"{ingress}/trip/ready-check/status", timeout=5.0).status_code == 404
-        except httpx.HTTPError:
+            response = httpx.get(f"{ingress}/trip/ready-check/status", timeout=5.0)
+            return response.status_code == 404 and response.json().get("source") != "ingress"
+        except (httpx.HTTPError, ValueError, AttributeError):
             return False
 
     return check
@@ -355,7 +370,8 @@ class LocalStack:
         """Start restate-server on loopback (each node of a cluster); `fresh` wipes its data first."""
         if self.cluster is not None:
             for index in range(self.nodes):
-                self.start_node(index, fresh)
+                # As on AWS: node 1 creates the cluster at its very first start, and never again.
+                self.start_node(index, fresh, provision=fresh and index == 0)
             for index in range(self.nodes):
                 self._wait_for_node(index)
             return
@@ -392,8 +408,12 @@ class LocalStack:
         )
         return restate_config(layout, self.cluster, index)
 
-    def start_node(self, index: int, fresh: bool = False) -> None:
-        """Start node `index` of the cluster (again, after a kill: on the same data unless `fresh`)."""
+    def start_node(self, index: int, fresh: bool = False, provision: bool = False) -> None:
+        """Start node `index` of the cluster (again, after a kill: on the same data unless `fresh`).
+
+        `provision`: create the cluster (node 1's first start only). A node that lost its data and is
+        started again refuses to start, as Restate detects the loss, rather than create a second cluster.
+        """
         name = self.restate_names[index]
         data = self.data_dir / name
         if fresh and data.exists():
@@ -403,6 +423,7 @@ class LocalStack:
         config.write_text(self.node_config(index))
         # Only the memory differs from a host's: three nodes share one laptop.
         env = {**self._restate_env(), "RESTATE_CONFIG": str(config), "RESTATE_ROCKSDB_TOTAL_MEMORY_SIZE": "64 MB"}
+        env["RESTATE_AUTO_PROVISION"] = "true" if provision else "false"
         argv = [str(restate_server_binary(self.project_dir)), "--no-logo"]
         self._spawn(name, argv, env, self.log_dir / f"{name}.log")
 

@@ -77,5 +77,5 @@ mkdir -p @CONFIG_DIRS@
 
 # 3. The containers, as systemd units.
 @UNIT_FILES@
-systemctl daemon-reload
-systemctl enable --now @UNITS@
+systemctl daemon-reload@PROVISION@
+systemctl enable --now @UNITS@@PROVISIONED@

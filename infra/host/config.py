@@ -27,6 +27,8 @@ NODE_NAME = "restate-1"  # fixed: a replacement instance takes over the same nod
 CLUSTER_NAME = "restate-holiday"
 CLUSTER_REPLICATION = 2  # of 3 nodes: any one may be lost
 CLUSTER_PARTITIONS = 8  # enough to spread leaders over 3 nodes, few enough for a t4g.small (and a laptop)
+PROVISIONED_MARKER = "cluster-created"  # beside the snapshots: node 1 has created the cluster
+PROVISION_ENV = "/etc/restate/provision.env"  # on a cluster's hosts: RESTATE_AUTO_PROVISION=true, or nothing
 SNAPSHOT_EVERY_RECORDS = 1000  # a partition snapshot per this many log records: the log is trimmed behind it
 DATA_MOUNT = "/var/lib/restate"  # the data volume, on the host
 BOOT_SCRIPT = Path(__file__).resolve().parent / "bootstrap.sh"
@@ -101,6 +103,12 @@ class Cluster:
     def node_name(self, index: int) -> str:
         return f"restate-{index + 1}"
 
+    @property
+    def marker(self) -> tuple[str, str]:
+        """(bucket, key) of the object that says the cluster exists: written once node 1 has created it."""
+        bucket, _, prefix = self.snapshots.removeprefix("s3://").partition("/")
+        return bucket, f"{prefix}/{PROVISIONED_MARKER}" if prefix else PROVISIONED_MARKER
+
 
 def restate_config(layout: NodeLayout, cluster: Cluster | None = None, index: int = 0) -> str:
     """restate-server's configuration file (TOML). Anything not set keeps Restate's production default.
@@ -124,8 +132,10 @@ rocksdb-total-memory-size = "512 MiB"
         text += f"""\
 cluster-name = "{cluster.name}"
 advertised-address = "{cluster.peers[index]}"
-# Only the first node creates the cluster; the others join it.
-auto-provision = {"true" if index == 0 else "false"}
+# No node creates the cluster by itself: a node that lost its data would create a second one beside
+# the first. Node 1 is told to (RESTATE_AUTO_PROVISION=true) at its first start only, while the
+# cluster has never existed; a node that lost its data then refuses to start, saying why.
+auto-provision = false
 # Each log record and each partition on {cluster.replication} nodes: one node may be lost without losing anything.
 default-replication = {cluster.replication}
 default-num-partitions = {cluster.partitions}
@@ -331,6 +341,7 @@ def units(tls: TlsMode, ingress_key_secret: str | None, node: int | None = None)
             "-v", "/etc/restate/restate.toml:/etc/restate/restate.toml:ro",
             "-e", "RESTATE_CONFIG=/etc/restate/restate.toml",
             "-e", "AWS_REGION=${REGION}",
+            *([] if node is None else ["--env-file", PROVISION_ENV]),
             *_awslogs(log_stream("restate", node)),
             RESTATE_IMAGE,
         ],
@@ -396,6 +407,46 @@ def _heredoc(path: str, content: str) -> str:
     return f"cat > {path} <<'EOF_FILE'\n{content}EOF_FILE"
 
 
+def provision_steps(cluster: Cluster | None, index: int) -> tuple[str, str]:
+    """Shell run on a cluster's host before Restate starts, and after: only node 1, only if the cluster never
+    existed, is told to create it; once it has, a marker in the bucket (which outlives the instances) says so.
+
+    Nothing for a single node, whose boot script stays as it was.
+    """
+    if cluster is None:
+        return "", ""
+    if index != 0:
+        return f"\n: > {PROVISION_ENV}  # only node 1 ever creates the cluster", ""
+    bucket, key = cluster.marker
+    before = f"""
+: > {PROVISION_ENV}
+created=unknown
+for _ in $(seq 1 30); do
+  if found=$(aws s3api head-object --region "$REGION" --bucket '{bucket}' --key '{key}' 2>&1 >/dev/null); then
+    created=yes
+    break
+  fi
+  case "$found" in
+    *"(404)"*|*"Not Found"*) created=no; break ;;
+  esac
+  echo "cannot tell whether the cluster exists yet: $found" >&2
+  sleep 10
+done
+if [ "$created" = no ]; then
+  echo RESTATE_AUTO_PROVISION=true > {PROVISION_ENV}
+elif [ "$created" = unknown ]; then
+  echo "could not tell whether the cluster exists: node 1 joins it and does not create one" >&2
+fi"""
+    after = f"""
+# Once node 1 answers, the cluster exists: say so in the bucket, so that no start ever creates it again.
+if [ "$created" = no ]; then
+  retry 180 curl -fsS -o /dev/null http://127.0.0.1:{ADMIN_PORT}/health
+  retry 10 aws s3api put-object --region "$REGION" --bucket '{bucket}' --key '{key}' >/dev/null
+  : > {PROVISION_ENV}
+fi"""
+    return before, after
+
+
 def boot_script(
     *,
     tls: TlsMode,
@@ -435,6 +486,8 @@ def boot_script(
         "CONFIG_FILES": "\n".join(files),
         "TLS_SETUP": tls_setup,
         "UNIT_FILES": "\n".join(unit_files),
+        "PROVISION": provision_steps(cluster, index)[0],
+        "PROVISIONED": provision_steps(cluster, index)[1],
         # What starts at boot: the services and the timer (the key's copy runs from them).
         "UNITS": " ".join(name for name, text in host_units.items() if "[Install]" in text),
     }

@@ -198,3 +198,69 @@ def test_systemd_accepts_the_hosts_units(
         [analyze, "verify", "--man=no", f"--root={root}", *units], cwd=root, capture_output=True, text=True
     )
     assert (done.returncode, done.stderr) == (0, ""), done.stderr
+
+
+# --- a cluster's node 1 creates the cluster once, and never again -----------------------------
+
+CLUSTER = config.Cluster(
+    tuple(f"http://node-{n}.restate-holiday-restate.internal:5122" for n in (1, 2, 3)),
+    "s3://restatestack-snapshots/snapshots",
+)
+
+
+@pytest.mark.parametrize(
+    ("answer", "creates"),
+    [
+        ("", True),  # the marker is not there: the cluster never existed
+        ("exists", False),  # node 1 created it before, then lost its instance (or its data)
+        ("denied", False),  # cannot tell: joining is safe, creating a second cluster is not
+    ],
+)
+def test_node_1_creates_the_cluster_only_while_the_bucket_says_it_never_existed(
+    tmp_path: Path, answer: str, creates: bool
+) -> None:
+    before, after = config.provision_steps(CLUSTER, 0)
+    env_file = tmp_path / "provision.env"
+    stubs = tmp_path / "bin"
+    stubs.mkdir()
+    says = {
+        "": 'echo "An error occurred (404) when calling the HeadObject operation: Not Found" >&2; exit 254',
+        "exists": "exit 0",
+        "denied": 'echo "An error occurred (403) when calling the HeadObject operation: Forbidden" >&2; exit 254',
+    }[answer]
+    (stubs / "aws").write_text(
+        f'#!/bin/bash\necho "$*" >> "{tmp_path}/aws.log"\nif [ "$2" = head-object ]; then {says}; fi\n'
+    )
+    (stubs / "curl").write_text("#!/bin/bash\nexit 0\n")  # node 1's admin API answers
+    (stubs / "sleep").write_text("#!/bin/bash\n:\n")
+    for stub in stubs.iterdir():
+        stub.chmod(0o755)
+    text = f"REGION=eu-west-1\n{retry_function()}\n{before}\n"
+    text += f'grep -c . "{env_file}" > "{tmp_path}/during" || true\n{after}\n'
+    text = text.replace(config.PROVISION_ENV, str(env_file))
+    env = {**os.environ, "PATH": f"{stubs}:{os.environ['PATH']}"}
+    done = subprocess.run(["bash", "-euo", "pipefail", "-c", text], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    calls = (tmp_path / "aws.log").read_text().splitlines()
+    bucket, key = CLUSTER.marker
+    assert calls[0] == f"s3api head-object --region eu-west-1 --bucket {bucket} --key {key}"
+    # While Restate starts, node 1 is told to create the cluster, or not.
+    assert (tmp_path / "during").read_text().strip() == ("1" if creates else "0")
+    # Once it answers, the marker is written, and the instruction taken back.
+    assert calls[-1].startswith("s3api put-object") is creates
+    assert env_file.read_text() == ""
+    if answer == "denied":
+        assert len(calls) == 30  # asked again and again, then joined rather than created
+        assert "node 1 joins it and does not create one" in done.stderr
+
+
+def test_only_node_1_may_ever_create_the_cluster() -> None:
+    for index in (1, 2):
+        before, after = config.provision_steps(CLUSTER, index)
+        assert "RESTATE_AUTO_PROVISION" not in before + after
+    assert config.provision_steps(None, 0) == ("", "")
+    # Every node's restate.toml says no; only node 1's first start is told otherwise.
+    for index in range(3):
+        assert "auto-provision = false" in config.restate_config(config.NodeLayout(), CLUSTER, index)
+    assert f"--env-file {config.PROVISION_ENV}" in config.units("self-signed", None, 2)["restate.service"]
+    assert "--env-file" not in config.units("self-signed", None)["restate.service"]

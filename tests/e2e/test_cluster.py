@@ -7,6 +7,7 @@ and to the local S3 stand-in where the partition snapshots go.
 from __future__ import annotations
 
 import json
+import shutil
 import tomllib
 from collections.abc import Iterator
 from typing import Any
@@ -16,7 +17,7 @@ import pytest
 
 from holiday_tools.devstack import SNAPSHOT_BUCKET, LocalStack, Mode, NodePorts, Ports
 from infra.host.config import CLUSTER_PARTITIONS, Cluster, NodeLayout, restate_config
-from tests.support import BOOKED, PROJECT_DIR, statuses
+from tests.support import BOOKED, PROJECT_DIR, poll, statuses
 
 NODES = 3
 
@@ -139,7 +140,23 @@ def test_each_node_runs_the_aws_hosts_configuration_but_for_addresses_and_folder
     # And what makes it a cluster is the same on both.
     for key in ("node-name", "cluster-name", "auto-provision", "default-replication", "bifrost.default-provider"):
         assert here[key] == host[key], key
-    assert here["auto-provision"] is (index == 0)
+    assert here["auto-provision"] is False  # node 1 is told to create the cluster at its first start only
     assert len(here["metadata-client.addresses"]) == NODES
     assert cluster.cluster is not None
     assert here["advertised-address"] == cluster.cluster.peers[index]
+
+
+def test_a_node_that_lost_its_data_refuses_to_start_rather_than_create_a_second_cluster(cluster: LocalStack) -> None:
+    # Runs last in this module: node 1 stays down. It is the node that created the cluster, at its first start.
+    cluster.kill_node(0)
+    shutil.rmtree(cluster.data_dir / cluster.restate_names[0])
+    cluster.start_node(0)
+    node = cluster.processes[cluster.restate_names[0]]
+    poll(lambda: node.alive, lambda alive: not alive, "node 1 to refuse to start", timeout=60)
+    log = (cluster.log_dir / f"{cluster.restate_names[0]}.log").read_text(errors="replace")
+    assert "lost its data" in log
+    # The other two nodes go on serving, and know every trip.
+    booked = post(f"{cluster.ingress_urls[1]}/trips/reserve", {})
+    assert booked.status_code == 200, booked.text
+    looked_up = httpx.get(f"{cluster.ingress_urls[2]}/trip/{booked.json()['trip_id']}/status", timeout=30)
+    assert looked_up.json()["status"] == "succeeded"
