@@ -371,8 +371,8 @@ def _is_loopback(url: str) -> bool:
     "--scenario",
     "scenarios",
     multiple=True,
-    type=click.Choice(["services", "restate", "dynamodb"]),
-    help="Which faults to inject (repeatable) [default: all three].",
+    type=click.Choice(["services", "restate", "dynamodb", "node"]),
+    help="Which faults to inject (repeatable) [default: all four]; node kills nodes of a 3-node cluster.",
 )
 @click.option(
     "--mode",
@@ -383,7 +383,7 @@ def _is_loopback(url: str) -> bool:
 )
 @click.option("--seed", default=0, show_default=True, help="Seeds the trip mix and the fault timing.")
 def chaos(trips: int, concurrency: int, scenarios: tuple[str, ...], modes: tuple[Mode, ...], seed: int) -> None:
-    """Book trips under load while killing the services, restate-server or DynamoDB; then audit."""
+    """Book trips under load while killing the services, restate-server, DynamoDB or cluster nodes; then audit."""
     from holiday_tools.chaos import SCENARIOS, Profile, format_results, run_scenario
     from holiday_tools.text import plural
 
@@ -424,6 +424,13 @@ def chaos(trips: int, concurrency: int, scenarios: tuple[str, ...], modes: tuple
     help="How the local stack runs the services.",
 )
 @click.option(
+    "--nodes",
+    default="1",
+    show_default=True,
+    help="restate-server nodes of the local stack: 1, or 3 (a replicated cluster, as `holiday dev --nodes 3`); "
+    "1,3 benches a fresh stack of each size in turn, with the same load, and compares them.",
+)
+@click.option(
     "--ingress",
     callback=_url,
     help="Bench this ingress instead of starting a local stack (no CPU or Lambda figures); host:port means http://.",
@@ -440,6 +447,7 @@ def bench(
     mix: str,
     baseline: bool,
     mode: Mode,
+    nodes: str,
     ingress: str | None,
     token: str | None,
     insecure: bool,
@@ -460,13 +468,35 @@ def bench(
             "--token is for a deployed ingress: name it with --ingress URL. Without --ingress, bench starts "
             "a local stack of its own, which takes no key."
         )
+    if ingress is not None and ctx.get_parameter_source("nodes") is not ParameterSource.DEFAULT:
+        _fail(
+            "--nodes is for the local stacks bench starts; --ingress benches a stack that is already running, "
+            "whatever its nodes: use one or the other."
+        )
     try:
         levels = [int(c) for c in concurrency.split(",") if c.strip()]
     except ValueError:
         _fail(f"--concurrency wants whole numbers separated by commas, like 1,32; got {concurrency!r}")
     try:
+        sizes = [int(n) for n in nodes.split(",") if n.strip()]
+    except ValueError:
+        sizes = []
+    if not sizes or any(n not in (1, 3) for n in sizes) or len(set(sizes)) != len(sizes):
+        _fail(f"--nodes wants 1, 3 or 1,3 (a single node, a 3-node cluster, or both in turn); got {nodes!r}")
+    try:
         output = run_bench_command(
-            count, levels, mix, baseline, mode, ingress, warmup, as_json, Path.cwd(), token=token, insecure=insecure
+            count,
+            levels,
+            mix,
+            baseline,
+            mode,
+            ingress,
+            warmup,
+            as_json,
+            Path.cwd(),
+            token=token,
+            insecure=insecure,
+            nodes=sizes,
         )
     except IngressRefused as refused:
         where = ingress or "the local stack"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections import Counter
 
 import httpx
@@ -18,10 +19,12 @@ from holiday_tools.bench import (
     lambda_cost,
     parse_mix,
     ratio_to_null,
+    ratio_to_one_node,
     run_load,
 )
 from holiday_tools.cli import main
 from holiday_tools.devstack import LocalStack
+from tests.support import PROJECT_DIR
 
 
 def test_mix_draws_run_types_in_the_given_proportions() -> None:
@@ -112,3 +115,64 @@ def test_a_short_run_counts_only_right_answers(stack: LocalStack, ingress: httpx
     # The null saga answers as the saga does, with none of its work, in both modes.
     null = run_load(stack.ingress_url, "/nulltrips/reserve", 4, 2, [None], "null")
     assert null.outcomes == Counter({"success": 4})
+
+
+def test_a_cluster_is_compared_with_a_single_node_run_for_run() -> None:
+    def run(label: str, nodes: int, concurrency: int, seconds: float, p50: float) -> BenchResult:
+        result = BenchResult(label, 10, concurrency, seconds, [p50] * 10, Counter(success=10), nodes=nodes)
+        result.cpu_seconds = {"aws": 0.5, "restate": 0.5 * nodes, "services": 0.5}
+        return result
+
+    results = [
+        run(NULL_LABEL, 1, 32, 0.1, 100.0),
+        run("holiday (lambda)", 1, 32, 0.4, 300.0),
+        run(NULL_LABEL, 3, 32, 0.4, 400.0),
+        run("holiday (lambda)", 3, 32, 0.8, 600.0),
+    ]
+    assert ratio_to_one_node(results[3], results) == {"throughput": 0.5, "p50_latency": 2.0}
+    assert ratio_to_one_node(results[1], results) is None  # the single node is the base
+    assert ratio_to_null(results[3], results) == {"throughput": 0.5, "p50_latency": 1.5}  # on its own stack
+    report = format_results(results)
+    assert max(map(len, report.splitlines())) <= 100
+    sections = report.split("\n\n")
+    assert sections[0].splitlines()[:2] == [
+        "run               nodes  at once  trips  booked  undone  wrong  trips/s  p50 ms  p90 ms  p99 ms",
+        "null saga             1       32     10      10       0      0    100.0   100.0   100.0   100.0",
+    ]
+    assert sections[2].splitlines() == [
+        "Ratio of a cluster to a single node, the same run at the same concurrency:",
+        "run               nodes  at once  trips/s    p50",
+        "null saga             3       32    0.25x  4.00x",
+        "holiday (lambda)      3       32    0.50x  2.00x",
+    ]
+    assert sections[3].splitlines()[:2] == [
+        "CPU seconds by process (a cluster's restate: all its nodes):",
+        "run               nodes  at once  aws  restate  services  all  ms per trip",
+    ]
+
+
+def test_holiday_bench_runs_the_same_load_on_one_node_then_on_three_and_compares(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(PROJECT_DIR)  # where the stack's binaries are, as for `make bench`
+    args = ["bench", "--nodes", "1,3", "--count", "4", "--concurrency", "2", "--warmup", "2", "--no-baseline"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    report = result.output[result.output.index("\nrun ") :].strip().split("\n\n")
+    runs = [line.split() for line in report[0].splitlines()]
+    assert runs[0][:4] == ["run", "nodes", "at", "once"]
+    # Every answer right, on the single node and on the cluster.
+    assert [row[:8] for row in runs[1:]] == [["holiday", "(http)", n, "2", "4", "4", "0", "0"] for n in ("1", "3")]
+    ratio = report[1].splitlines()
+    assert ratio[0] == "Ratio of a cluster to a single node, the same run at the same concurrency:"
+    assert re.fullmatch(r"holiday \(http\)\s+3\s+2\s+\d+\.\d\dx\s+\d+\.\d\dx", ratio[2])
+    assert [line for line in result.output.splitlines() if len(line) > 100] == []
+
+
+def test_holiday_bench_refuses_nodes_for_a_given_ingress() -> None:
+    result = CliRunner().invoke(main, ["bench", "--ingress", "localhost:1", "--nodes", "3"])
+    assert result.exit_code == 1
+    assert "error: --nodes is for the local stacks bench starts" in result.output
+    result = CliRunner().invoke(main, ["bench", "--nodes", "2"])
+    assert result.exit_code == 1
+    assert "--nodes wants 1, 3 or 1,3" in result.output
