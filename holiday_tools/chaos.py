@@ -396,7 +396,7 @@ def _cluster_call(clients: Sequence[httpx.Client], call: Call, within_s: float) 
     return call
 
 
-class Cluster:
+class ClusterView:
     """The node scenario's view of the stack: which node leads what, and killing and restarting nodes."""
 
     def __init__(self, stack: LocalStack) -> None:
@@ -477,7 +477,7 @@ class Cluster:
 class NodeKiller:
     """Kills one node at a time, each in the middle of a wave of trips; restarts it, waits for the cluster."""
 
-    def __init__(self, cluster: Cluster, profile: Profile, gate: Gate, rng: random.Random) -> None:
+    def __init__(self, cluster: ClusterView, profile: Profile, gate: Gate, rng: random.Random) -> None:
         self.cluster, self.profile, self.gate, self.rng = cluster, profile, gate, rng
         self.kills: list[Kill] = []
         self.problems: list[str] = []
@@ -541,7 +541,7 @@ def run_node_scenario(
     stack = LocalStack(
         project_dir, data_dir, ports, mode=mode, nodes=CLUSTER_NODES, node_ports=NodePorts.free(ports, CLUSTER_NODES)
     )
-    cluster = Cluster(stack)
+    cluster = ClusterView(stack)
     try:
         stack.start()
         # Round robin: each caller starts at a node, and asks the next when its node fails it.
@@ -588,7 +588,7 @@ def run_node_scenario(
 
 
 def _two_down(
-    cluster: Cluster,
+    cluster: ClusterView,
     clients: Sequence[httpx.Client],
     profile: Profile,
     rng: random.Random,
