@@ -45,7 +45,7 @@ import httpx
 from holiday.models import RunType
 from holiday.storage import DynamoLedger
 from holiday_tools.audit import AuditReport, audit, check
-from holiday_tools.devstack import LocalStack, Mode, NodePorts, Ports, StackError, http_ok, wait_until
+from holiday_tools.devstack import LocalStack, Mode, NodePorts, Ports, StackError, http_ok, unrouted, wait_until
 from holiday_tools.faultproxy import FaultProxy
 from holiday_tools.restatectl import RestatectlError
 from holiday_tools.text import format_table, plural, wrap
@@ -203,7 +203,7 @@ def reserve(
     """Ask until answered, with one idempotency key; return the answer, or why there was none.
 
     With several clients (the nodes of a cluster) the first ask goes to `first`; a node that refuses,
-    drops the connection, times out, answers 5xx or does not know the services (`_unrouted`) is
+    drops the connection, times out, answers 5xx or does not know the services (`unrouted`) is
     followed by the next one, with the same key. What each unanswered attempt met goes to `met`.
     """
     body = {"trip_id": trip_id, "run_type": run_type.value if run_type else None}
@@ -220,31 +220,16 @@ def reserve(
             last = f"{type(err).__name__}: {err}"
             what = _MET.get(type(err), type(err).__name__)
         else:
-            unrouted = _unrouted(response)
-            if response.status_code < 500 and not unrouted:
+            not_ready = unrouted(response)
+            if response.status_code < 500 and not not_ready:
                 return response
             last = f"HTTP {response.status_code}: {response.text[:200]}"
-            what = "not ready (404)" if unrouted else f"HTTP {response.status_code}"
+            what = "not ready (404)" if not_ready else f"HTTP {response.status_code}"
         if met is not None:
             met.append((time.monotonic(), what))
         if attempt % len(clients) == 0:  # every node asked once more: pause before the next round
             time.sleep(0.2)
     return f"no answer within {within_s:.0f}s; last: {last}"
-
-
-def _unrouted(response: httpx.Response) -> bool:
-    """A 404 from the ingress itself, not from a handler: this node does not know the services.
-
-    A node that has just started says so for up to a second or so, while its health check already
-    passes: it has not loaded the registered deployments yet. The call reached no handler.
-    """
-    if response.status_code != 404:
-        return False
-    try:
-        body = response.json()
-    except ValueError:
-        return False
-    return isinstance(body, dict) and body.get("source") == "ingress"
 
 
 # What an attempt without an answer met, in words.

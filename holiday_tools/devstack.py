@@ -151,19 +151,31 @@ def http_ok(url: str) -> Callable[[], bool]:
     return check
 
 
-def _serves_trips(ingress: str) -> Callable[[], bool]:
-    """Whether the ingress gets an answer from the trips services: a trip nobody booked is a 404.
+def unrouted(response: httpx.Response) -> bool:
+    """A 404 from the ingress itself, not from a handler: this node does not know the services.
 
-    From the handler, that is: the ingress says 404 itself (source "ingress") while it does not know
-    the services yet, before the registration has reached it.
+    Before the registration has reached it, and for up to a second or so after a node has started
+    again (while its health check already passes), the ingress answers so. The call reached no handler.
     """
+    if response.status_code != 404:
+        return False
+    try:
+        body = response.json()
+    except ValueError:
+        return False
+    return isinstance(body, dict) and body.get("source") == "ingress"
+
+
+def _serves_trips(ingress: str) -> Callable[[], bool]:
+    """Whether the ingress gets an answer from the trips services: a trip nobody booked is a 404 from
+    the handler, not the ingress's own (`unrouted`)."""
 
     def check() -> bool:
         try:
             response = httpx.get(f"{ingress}/trip/ready-check/status", timeout=5.0)
-            return response.status_code == 404 and response.json().get("source") != "ingress"
-        except (httpx.HTTPError, ValueError, AttributeError):
+        except httpx.HTTPError:
             return False
+        return response.status_code == 404 and not unrouted(response)
 
     return check
 

@@ -476,6 +476,7 @@ def boot_script(
         make_cert = shlex.join(self_signed_certificate_command(front.certificate, front.key))
         tls_setup = f"[ -f {front.certificate} ] || {make_cert}"
     host_units = units(tls, ingress_key_secret, None if cluster is None else index + 1)
+    provision_before, provision_after = provision_steps(cluster, index)
     # An unquoted heredoc: the shell fills in ${REGION} and ${LOG_GROUP} at boot.
     unit_files = [f"cat > /etc/systemd/system/{name} <<EOF_UNIT\n{text}EOF_UNIT" for name, text in host_units.items()]
     values = {
@@ -486,8 +487,8 @@ def boot_script(
         "CONFIG_FILES": "\n".join(files),
         "TLS_SETUP": tls_setup,
         "UNIT_FILES": "\n".join(unit_files),
-        "PROVISION": provision_steps(cluster, index)[0],
-        "PROVISIONED": provision_steps(cluster, index)[1],
+        "PROVISION": provision_before,
+        "PROVISIONED": provision_after,
         # What starts at boot: the services and the timer (the key's copy runs from them).
         "UNITS": " ".join(name for name, text in host_units.items() if "[Install]" in text),
     }
