@@ -76,7 +76,7 @@ class TripRecorder:
     """Keeps the trip's record in Restate state as the saga moves, and logs each step.
 
     The record is saved at the saga's checkpoints (before each round of steps
-    and each undo is awaited), not at every change: each save is a journal
+    or of undos is awaited), not at every change: each save is a journal
     entry, and a save that nothing awaited could observe would be wasted.
     """
 
@@ -171,7 +171,7 @@ async def _undo(ctx: restate.ObjectContext, saga: Saga, recorder: TripRecorder, 
     # Kept by the saga's checkpoint before the first undo is awaited.
     record.status, record.failed_step = "compensating", saga.failed_step
     undone = await saga.compensate()
-    recorder.save()  # the last undo's news, before the announcement is awaited
+    recorder.save()  # the last round's news, before the announcement is awaited
     where = f"failed at {saga.failed_step}" if saga.failed_step else "was stopped"
     message = f"trip {record.trip_id} {where}: {err.message}; compensated: {', '.join(undone) or 'nothing'}"
     failure = Announcement(

@@ -194,7 +194,8 @@ def test_steps_together_all_start_before_any_is_awaited() -> None:
     j = Journal()
     saga = Saga(j)
     asyncio.run(saga.together(Step("a", j.call("a")), Step("b", j.call("b"))))
-    assert j.effects == ["start a", "start b", "answer a", "answer b"]
+    # The last started is awaited first: it is the likeliest to answer last (see `_settle_all`).
+    assert j.effects == ["start a", "start b", "answer b", "answer a"]
     assert saga.failed_step is None
 
 
@@ -212,8 +213,9 @@ def test_a_failure_together_waits_for_the_others_then_undoes_all_newest_first() 
 
     with pytest.raises(TerminalError, match="a broke"):
         asyncio.run(trip())
-    # Every step of the group was answered before the failure was raised; the first failure names the step.
-    assert j.effects[-3:] == ["answer a", "answer b", "answer c"]
+    # Every step of the group was answered (the last started first) before the failure was raised;
+    # the first failure in the order given names the step.
+    assert j.effects[-3:] == ["answer c", "answer b", "answer a"]
     assert saga.failed_step == "a"
     assert [e for e in j.events if e[0] == "step" and e[2] != "started"] == [
         ("step", "x", "done"),
@@ -238,6 +240,62 @@ def test_the_listener_is_asked_to_keep_the_record_before_each_wait() -> None:
     with pytest.raises(TerminalError):
         asyncio.run(trip())
     asyncio.run(saga.compensate())
-    # Before the round a+b (2 starts told), before c (a, b done; c started), before each undo.
-    assert j.checkpoints == [2, 5, 7, 9]
-    assert len(j.events) == 10  # the last undo's end is the caller's to keep
+    # Before the round a+b (2 starts told), before c (a, b done; c started), before the round of undos
+    # (c failed; undo b and undo a started together).
+    assert j.checkpoints == [2, 5, 8]
+    assert len(j.events) == 10  # the last round's end is the caller's to keep
+
+
+def test_undos_of_a_round_start_together_and_the_older_round_waits_for_them() -> None:
+    j = Journal()
+    saga = Saga(j)
+
+    async def trip() -> None:
+        await saga.step("x", j.act("x"), undo=Compensation("undo x", j.call("undo x")))
+        await saga.together(
+            Step("a", j.call("a"), Compensation("undo a", j.call("undo a"))),
+            Step("b", j.call("b", TerminalError("b broke")), Compensation("undo b", j.call("undo b"))),
+        )
+
+    with pytest.raises(TerminalError, match="b broke"):
+        asyncio.run(trip())
+    del j.effects[:]
+    assert asyncio.run(saga.compensate()) == ["undo b", "undo a", "undo x"]
+    # Both undos of the round a+b were sent before either was awaited; undo x only after both answered.
+    assert j.effects == [
+        "start undo b",
+        "start undo a",
+        "answer undo a",
+        "answer undo b",
+        "start undo x",
+        "answer undo x",
+    ]
+
+
+def test_an_undo_refused_terminally_is_asked_again_without_holding_back_its_round() -> None:
+    j = Journal()
+    saga = Saga(j)
+    refusals = iter([TerminalError("cancelled", 409)])
+
+    def flaky() -> Awaitable[str]:
+        j.effects.append("start undo a")
+
+        async def answer() -> str:
+            if (refusal := next(refusals, None)) is not None:
+                raise refusal
+            j.effects.append("answer undo a")
+            return "undo a"
+
+        return answer()
+
+    async def trip() -> None:
+        await saga.together(
+            Step("a", j.call("a"), Compensation("undo a", flaky)),
+            Step("b", j.call("b", TerminalError("b broke")), Compensation("undo b", j.call("undo b"))),
+        )
+
+    with pytest.raises(TerminalError):
+        asyncio.run(trip())
+    del j.effects[:]
+    assert asyncio.run(saga.compensate()) == ["undo b", "undo a"]
+    assert j.effects == ["start undo b", "start undo a", "answer undo b", "start undo a", "answer undo a"]
