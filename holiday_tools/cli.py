@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import urlsplit
 
 import click
@@ -28,6 +28,9 @@ from holiday.storage import DynamoLedger, Row
 from holiday_tools.devstack import LocalStack, Mode, Ports, StackError
 from holiday_tools.text import format_table, wrap
 
+if TYPE_CHECKING:
+    from holiday_tools.bench import Ingress
+
 DEFAULT_INGRESS = "http://127.0.0.1:8080"
 LOCAL_AWS = "http://127.0.0.1:4566"
 ROW_COLUMNS = {"pk", "sk", "transaction_status", "updated_at"}  # what `holiday rows` shows in columns
@@ -39,13 +42,52 @@ SAGA_FAILURE = re.compile(
 
 def _url(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
     """`host:port` means http://host:port, as curl reads it; any other scheme is refused here, not mid-call."""
-    if not value:
-        return value
+    return _http_url(value) if value else value
+
+
+def _http_url(value: str) -> str:
     url = value if "://" in value else f"http://{value}"
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise click.BadParameter(f"{value!r} is not an http:// or https:// URL, like {DEFAULT_INGRESS}")
     return url.rstrip("/")
+
+
+def _ingresses(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> tuple[Ingress, ...]:
+    """Each `URL` or `LABEL=URL`. With several, each has a label (`host:port` by default), and no two the same:
+    the report tells them apart by it."""
+    from holiday_tools.bench import Ingress
+
+    given = [_labelled(value) for value in values]
+    if len(given) < 2:
+        return tuple(given)
+    labelled = [Ingress(i.url, i.label or _host_port(i.url)) for i in given]
+    labels = [i.label for i in labelled]
+    if twice := next((label for label in labels if labels.count(label) > 1), None):
+        raise click.BadParameter(
+            f"{twice!r} labels more than one ingress; give each a label of its own, as LABEL=URL (a=localhost:8080)"
+        )
+    return tuple(labelled)
+
+
+def _labelled(value: str) -> Ingress:
+    """`LABEL=URL`, or a URL alone (one with `=` in its query too: a label has no `/` or `:`)."""
+    from holiday_tools.bench import Ingress
+
+    label, separator, url = value.partition("=")
+    if not separator or "/" in label or ":" in label:
+        return Ingress(_http_url(value))
+    if not label.strip():
+        raise click.BadParameter(f"{value!r} has an empty label: give LABEL=URL, or the URL alone")
+    return Ingress(_http_url(url), label.strip())
+
+
+def _host_port(url: str) -> str:
+    """An ingress's default label: `127.0.0.1:8080`."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _token(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
@@ -413,8 +455,7 @@ def chaos(trips: int, concurrency: int, scenarios: tuple[str, ...], modes: tuple
 @click.option(
     "--baseline/--no-baseline",
     default=True,
-    show_default=True,
-    help="Drive the null saga before the saga at each level.",
+    help="Drive the null saga before the saga at each level [default: on, off with several --ingress].",
 )
 @click.option(
     "--mode",
@@ -432,8 +473,29 @@ def chaos(trips: int, concurrency: int, scenarios: tuple[str, ...], modes: tuple
 )
 @click.option(
     "--ingress",
-    callback=_url,
-    help="Bench this ingress instead of starting a local stack (no CPU or Lambda figures); host:port means http://.",
+    "ingresses",
+    multiple=True,
+    metavar="[LABEL=]URL",
+    callback=_ingresses,
+    help="Bench this running ingress instead of starting a local stack; host:port means http://. Repeat it to "
+    "compare several with the same load, each against the first (LABEL names one in the report; host:port by "
+    "default). On this machine (127.0.0.1, localhost) its restate-server's and services' CPU is read from /proc.",
+)
+@click.option(
+    "--rounds",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Measured runs of each ingress at each concurrency, in turn (A, B, A, B); ratios compare the medians.",
+)
+@click.option(
+    "--judge",
+    type=click.Choice(["strict", "status"]),
+    default="strict",
+    show_default=True,
+    help="How each answer is checked. strict: as this project words it (a failed trip's 409 names the failed "
+    "step). status: 200 for a clean trip, any 4xx or 5xx for an injected failure, for a saga other than this "
+    "project's, such as the original. A wrong answer is never throughput.",
 )
 @token_option
 @insecure_option
@@ -448,16 +510,21 @@ def bench(
     baseline: bool,
     mode: Mode,
     nodes: str,
-    ingress: str | None,
+    ingresses: tuple[Ingress, ...],
+    rounds: int,
+    judge: str,
     token: str | None,
     insecure: bool,
     warmup: int,
     as_json: bool,
 ) -> None:
-    """Measure trips/s and latency against the null saga, with CPU per process and Lambda cost."""
+    """Measure trips/s and latency against the null saga, with CPU per process and Lambda cost; or compare
+    running ingresses (this project's and the original's, say) under the same load."""
     from holiday_tools.bench import IngressRefused, run_bench_command
 
-    if token is not None and ingress is None:
+    if len(ingresses) > 1 and ctx.get_parameter_source("baseline") is ParameterSource.DEFAULT:
+        baseline = False  # the null saga is this project's: several ingresses are compared with each other
+    if token is not None and not ingresses:
         # Its own local stack takes no key: a key means a deployed ingress, which only --ingress names.
         if ctx.get_parameter_source("token") is ParameterSource.ENVIRONMENT:
             _fail(
@@ -468,7 +535,7 @@ def bench(
             "--token is for a deployed ingress: name it with --ingress URL. Without --ingress, bench starts "
             "a local stack of its own, which takes no key."
         )
-    if ingress is not None and ctx.get_parameter_source("nodes") is not ParameterSource.DEFAULT:
+    if ingresses and ctx.get_parameter_source("nodes") is not ParameterSource.DEFAULT:
         _fail(
             "--nodes is for the local stacks bench starts; --ingress benches a stack that is already running, "
             "whatever its nodes: use one or the other."
@@ -490,16 +557,18 @@ def bench(
             mix,
             baseline,
             mode,
-            ingress,
+            ingresses,
             warmup,
             as_json,
             Path.cwd(),
             token=token,
             insecure=insecure,
             nodes=sizes,
+            rounds=rounds,
+            judge=judge,
         )
     except IngressRefused as refused:
-        where = ingress or "the local stack"
+        where = refused.ingress if ingresses else "the local stack"
         if refused.certificate is not None:
             _fail(_unverified(where, refused.certificate))
         _fail(_unauthorized(where, token))

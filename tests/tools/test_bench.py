@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import threading
 from collections import Counter
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
@@ -20,8 +24,11 @@ from holiday_tools.bench import (
     parse_mix,
     ratio_to_null,
     ratio_to_one_node,
+    ratios_to_first,
     run_load,
+    status_judge,
 )
+from holiday_tools.chaos import judge
 from holiday_tools.cli import main
 from holiday_tools.devstack import LocalStack
 from tests.support import PROJECT_DIR
@@ -70,7 +77,7 @@ def test_the_report_is_tables_within_100_columns() -> None:
     assert max(map(len, report.splitlines())) <= 100
     assert report.split("\n\n") == [
         "run               at once  trips  booked  undone  wrong  trips/s  p50 ms  p90 ms  p99 ms  max ms\n"
-        "holiday (lambda)       32    300     299       0      1     53.6   586.0   586.0   586.0  1304.0",
+        "holiday (lambda)       32    300     299       0      1     53.4   586.0   586.0   586.0  1304.0",
         "CPU seconds by process:\n"
         "run               at once  aws  restate  services  all  ms per trip\n"
         "holiday (lambda)       32  3.6      2.1       4.2  9.9         33.0",
@@ -99,11 +106,26 @@ def test_holiday_bench_against_an_ingress_given_as_host_and_port(stack: LocalSta
     args = ["--count", "6", "--concurrency", "1,3", "--warmup", "0", "--no-baseline", "--mix", "clean=1,failPayment=1"]
     result = CliRunner().invoke(main, ["bench", "--ingress", stack.ingress_url.removeprefix("http://"), *args])
     assert result.exit_code == 0, result.output
-    report = result.output[result.output.index("\nrun ") :]  # after the progress bars, on stderr
-    table = [line.split() for line in report.strip().splitlines()]
+    report = result.output[result.output.index("\nrun ") :].strip().split("\n\n")  # after the progress bars
+    table = [line.split() for line in report[0].splitlines()]
     assert " ".join(table[0]) == "run at once trips booked undone wrong trips/s p50 ms p90 ms p99 ms max ms"
     # Every answer right: the ingress given as host:port was reached over http. (The label names --mode.)
     assert [row[:7] for row in table[1:]] == [["holiday", "(http)", c, "6", "3", "3", "0"] for c in ("1", "3")]
+    # restate-server and the services found from /proc, in http mode; in lambda mode the services are functions.
+    if stack.mode == "http":
+        assert report[1].splitlines()[1].split() == [
+            "run",
+            "at",
+            "once",
+            "restate",
+            "services",
+            "own",
+            "ms",
+            "per",
+            "trip",
+        ]
+    else:
+        assert report[1] == ("No CPU figures for holiday (http): its deployments are Lambda functions (ARNs).")
     assert [line for line in result.output.splitlines() if len(line) > 100] == []
 
 
@@ -176,3 +198,192 @@ def test_holiday_bench_refuses_nodes_for_a_given_ingress() -> None:
     result = CliRunner().invoke(main, ["bench", "--nodes", "2"])
     assert result.exit_code == 1
     assert "--nodes wants 1, 3 or 1,3" in result.output
+
+
+def test_a_wrong_answer_is_no_throughput() -> None:
+    result = BenchResult("x", 10, 1, 1.0, [1.0] * 10, Counter({"success": 4, "expected failure": 2}))
+    result.outcomes["unexpected error"] = 4
+    assert result.throughput == 6.0
+
+
+def test_several_ingresses_are_compared_with_the_first_by_the_medians_of_their_rounds() -> None:
+    def run(label: str, round_: int, seconds: float, p50: float) -> BenchResult:
+        return BenchResult(label, 10, 1, seconds, [p50] * 10, Counter(success=10), round=round_)
+
+    no_cpu = "its deployments are Lambda functions (ARNs)"
+    results = []
+    # The same load to each in turn, round after round: python's rounds 10, 5, 8 trips/s; the original's 20, 10, 12.5.
+    for round_, (python, original) in enumerate(
+        [((1.0, 40), (0.5, 20)), ((2.0, 50), (1.0, 30)), ((1.25, 44), (0.8, 22))]
+    ):
+        results.append(run("python", round_ + 1, *python))
+        results[-1].cpu_seconds = {"restate": 0.1 * (round_ + 1), "services": 0.2}
+        results.append(run("original", round_ + 1, *original))
+        results[-1].no_cpu = no_cpu
+    assert ratios_to_first(results) == [
+        {"label": "original", "base": "python", "concurrency": 1, "throughput": 1.56, "p50_latency": 0.5}
+    ]  # 12.5 / 8 trips/s, 22 / 44 ms
+    assert format_results(results).split("\n\n") == [
+        "run       round  at once  trips  booked  undone  wrong  trips/s  p50 ms  p90 ms  p99 ms\n"
+        "python        1        1     10      10       0      0     10.0    40.0    40.0    40.0\n"
+        "original      1        1     10      10       0      0     20.0    20.0    20.0    20.0\n"
+        "python        2        1     10      10       0      0      5.0    50.0    50.0    50.0\n"
+        "original      2        1     10      10       0      0     10.0    30.0    30.0    30.0\n"
+        "python        3        1     10      10       0      0      8.0    44.0    44.0    44.0\n"
+        "original      3        1     10      10       0      0     12.5    22.0    22.0    22.0",
+        "Ratio to python at the same concurrency, medians of 3 rounds:\n"
+        "run       at once  trips/s    p50\n"
+        "original        1    1.56x  0.50x",
+        "CPU seconds by process:\n"
+        "run     round  at once  restate  services  own ms per trip\n"
+        "python      1        1      0.1       0.2             30.0\n"
+        "python      2        1      0.2       0.2             40.0\n"
+        "python      3        1      0.3       0.2             50.0\n"
+        f"No CPU figures for original: {no_cpu}.",
+    ]
+
+
+def test_the_status_judge_reads_only_the_status() -> None:
+    booked = httpx.Response(200, json={"status": "success", "trip_id": "t1"})
+    failed = httpx.Response(
+        500, json={"message": "Travel reservation failed with err Error: Failed to process payment"}
+    )
+    assert status_judge("t1", None, booked) is None
+    assert status_judge("t1", RunType.FAIL_PAYMENT, failed) is None
+    assert status_judge("t1", RunType.FAIL_PAYMENT, httpx.Response(409, text="trip t1 failed at ...")) is None
+    assert judge("t1", RunType.FAIL_PAYMENT, failed) is not None  # not this project's wording
+    # Still wrong: a failure for a clean trip, a success for an injected failure, no answer.
+    assert status_judge("t1", None, failed) == f"t1 (clean): HTTP 500 {failed.text}"
+    assert status_judge("t1", RunType.FAIL_PAYMENT, booked) == f"t1 (failPayment): HTTP 200 {booked.text}"
+    assert status_judge("t1", None, "ConnectError: refused") == "t1: ConnectError: refused"
+
+
+@pytest.fixture
+def original() -> Iterator[str]:
+    """An ingress that answers as the TypeScript original does: 200 and the trip id, or a 500 for an injected
+    failure."""
+
+    class Original(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            request = json.loads(self.rfile.read(int(self.headers["content-length"])))
+            if request["run_type"]:
+                status, answer = 500, {"message": "Travel reservation failed with err Error: injected", "code": 500}
+            else:
+                status, answer = 200, {"status": "success", "trip_id": request["trip_id"]}
+            body = json.dumps(answer).encode()
+            self.send_response(status)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Original)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize(("judged_by", "booked", "undone", "wrong"), [("status", 2, 2, 0), ("strict", 2, 0, 2)])
+def test_a_saga_that_words_its_answers_otherwise_is_judged_by_status(
+    original: str, judged_by: str, booked: int, undone: int, wrong: int
+) -> None:
+    args = ["--count", "4", "--concurrency", "2", "--warmup", "0", "--mix", "clean=1,failPayment=1"]
+    result = CliRunner().invoke(
+        main, ["bench", "--ingress", f"ts={original}", "--ingress", f"again={original}", "--judge", judged_by, *args]
+    )
+    assert result.exit_code == 0, result.output
+    report = result.output[result.output.index("\nrun ") :].strip().split("\n\n")
+    runs = [line.split() for line in report[0].splitlines()]
+    counts = ["2", "4", str(booked), str(undone), str(wrong)]
+    assert [row[:6] for row in runs[1:]] == [[label, *counts] for label in ("ts", "again")]
+    assert report[1].splitlines()[:2] == ["Ratio to ts at the same concurrency:", "run    at once  trips/s    p50"]
+    # This test's own process listens there, and is no restate-server: no CPU figures, said once for each.
+    notes = report[-1].splitlines()
+    assert len(notes) == 2
+    for label, note in zip(("ts", "again"), notes, strict=True):
+        expected = (
+            rf"No CPU figures for {label}: \S+ \(pid {os.getpid()}\) listens there, "
+            r"without a Restate admin API\."
+        )
+        assert re.fullmatch(expected, note), note
+
+
+def test_holiday_bench_json_compares_ingresses_too(original: str) -> None:
+    args = ["--count", "2", "--concurrency", "1", "--warmup", "0", "--rounds", "2", "--judge", "status", "--json"]
+    args += ["--mix", "clean=1,failPayment=1"]
+    result = CliRunner().invoke(main, ["bench", "--ingress", f"ts={original}", "--ingress", f"again={original}", *args])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)  # the progress bars are on stderr
+    assert [(run["label"], run["round"], run["outcomes"]) for run in report["runs"]] == [
+        (label, r, {"success": 1, "expected failure": 1}) for r in (1, 2) for label in ("ts", "again")
+    ]
+    assert all(run["no_cpu"].endswith("listens there, without a Restate admin API") for run in report["runs"])
+    assert [
+        {k: v for k, v in c.items() if k not in ("throughput", "p50_latency")} for c in report["ratio_to_first"]
+    ] == [{"label": "again", "base": "ts", "concurrency": 1}]
+
+
+@pytest.mark.parametrize(
+    ("ingresses", "says"),
+    [
+        (["a=localhost:1", "a=localhost:2"], "'a' labels more than one ingress; give each a label of its own"),
+        (["localhost:1", "http://localhost:1/"], "'localhost:1' labels more than one ingress"),
+        (["=localhost:1"], "'=localhost:1' has an empty label: give LABEL=URL, or the URL alone"),
+        (["a=ftp://x"], "'ftp://x' is not an http:// or https:// URL"),
+    ],
+)
+def test_holiday_bench_refuses_ingresses_it_could_not_tell_apart(ingresses: list[str], says: str) -> None:
+    result = CliRunner().invoke(main, ["bench", *(arg for url in ingresses for arg in ("--ingress", url))])
+    assert result.exit_code == 2
+    assert f"Invalid value for '--ingress': {says}" in " ".join(result.output.split())
+
+
+@pytest.mark.parametrize(
+    ("flag", "says"),
+    [
+        (
+            "--baseline",
+            "error: --baseline drives the null saga, which only this project's local stack has: with several "
+            "--ingress there is none to compare with. Leave --baseline out; the ingresses are compared with the first.",
+        ),
+        ("--nodes=3", "error: --nodes is for the local stacks bench starts;"),
+    ],
+)
+def test_holiday_bench_refuses_the_null_saga_and_nodes_for_several_ingresses(flag: str, says: str) -> None:
+    result = CliRunner().invoke(main, ["bench", "--ingress", "a=localhost:1", "--ingress", "b=localhost:2", flag])
+    assert result.exit_code == 1
+    assert " ".join(result.output.split()).startswith(says)
+
+
+def test_holiday_bench_compares_two_ingresses_round_by_round(stack: LocalStack) -> None:
+    url = stack.ingress_url
+    args = ["--rounds", "2", "--count", "6", "--concurrency", "2", "--warmup", "2", "--mix", "clean=1,failPayment=1"]
+    result = CliRunner().invoke(main, ["bench", "--ingress", f"A={url}", "--ingress", f"B={url}", *args])
+    assert result.exit_code == 0, result.output
+    assert [line for line in result.output.splitlines() if len(line) > 100] == []
+    assert "null saga" not in result.output  # no baseline for several ingresses
+    report = result.output[result.output.index("\nrun ") :].strip().split("\n\n")
+    runs = [line.split() for line in report[0].splitlines()]
+    assert " ".join(runs[0]) == "run round at once trips booked undone wrong trips/s p50 ms p90 ms p99 ms"
+    # A, B, A, B: every answer right.
+    assert [row[:7] for row in runs[1:]] == [[label, r, "2", "6", "3", "3", "0"] for r in "12" for label in "AB"]
+    ratio = report[1].splitlines()
+    assert ratio[:2] == ["Ratio to A at the same concurrency, medians of 2 rounds:", "run  at once  trips/s    p50"]
+    compared = re.fullmatch(r"B\s+2\s+(\d+\.\d\d)x\s+(\d+\.\d\d)x", ratio[2])
+    assert compared is not None, ratio
+    assert all(0.25 < float(figure) < 4 for figure in compared.groups())  # the same stack: near 1, on a busy machine
+    cpu = report[2].splitlines()
+    if stack.mode == "http":
+        assert cpu[:2] == ["CPU seconds by process:", "run  round  at once  restate  services  own ms per trip"]
+        rows = [line.split() for line in cpu[2:]]
+        assert [row[:3] for row in rows] == [[label, r, "2"] for r in "12" for label in "AB"]
+        assert all(float(row[5]) > 0 for row in rows)  # restate and the services worked for every trip
+    else:
+        lambdas = "its deployments are Lambda functions (ARNs)."
+        assert cpu == [f"No CPU figures for {label}: {lambdas}" for label in "AB"]
