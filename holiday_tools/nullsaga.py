@@ -51,7 +51,7 @@ async def run(ctx: restate.ObjectContext, trip_id: str) -> TripOutcome:
     ids = [str(ctx.uuid()) for _ in range(3)]
     for steps in ROUNDS:
         calls = [ctx.service_call(step, arg=BookingRef(trip_id=trip_id, booking_id=ids[i])) for _, i in steps]
-        for call in calls:
+        for call in reversed(calls):  # the last started first, as the saga waits (holiday/saga.py)
             await call
         ctx.set("last_step", steps[-1][0])
     await ctx.run_typed("announce", lambda: None)
