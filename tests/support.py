@@ -9,9 +9,12 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -77,6 +80,44 @@ class Inbox:
                 body = json.loads(message["Body"])
                 self.by_trip[body["trip_id"]].append(body)
                 self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+
+# What a `json_server` answers: from the method, the path and the body, a status and a JSON value.
+JsonAnswer = Callable[[str, str, bytes], tuple[int, Any]]
+
+
+@contextmanager
+def json_server(answer: JsonAnswer) -> Iterator[int]:
+    """A small HTTP/1.1 server on a free loopback port, answering every GET and POST with JSON; yields the port."""
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            self._answer(b"")
+
+        def do_POST(self) -> None:
+            self._answer(self.rfile.read(int(self.headers.get("content-length") or 0)))
+
+        def _answer(self, request: bytes) -> None:
+            status, value = answer(self.command, self.path, request)
+            body = json.dumps(value).encode()
+            self.send_response(status)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def rows(stack: LocalStack, table: str, trip_id: str | None = None) -> list[dict[str, Any]]:

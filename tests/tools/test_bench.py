@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 import os
 import re
-import threading
 from collections import Counter
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import httpx
 import pytest
@@ -31,7 +30,7 @@ from holiday_tools.bench import (
 from holiday_tools.chaos import judge
 from holiday_tools.cli import main
 from holiday_tools.devstack import LocalStack
-from tests.support import PROJECT_DIR
+from tests.support import PROJECT_DIR, json_server
 
 
 def test_mix_draws_run_types_in_the_given_proportions() -> None:
@@ -263,30 +262,14 @@ def original() -> Iterator[str]:
     """An ingress that answers as the TypeScript original does: 200 and the trip id, or a 500 for an injected
     failure."""
 
-    class Original(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
+    def answer(_method: str, _path: str, body: bytes) -> tuple[int, Any]:
+        request = json.loads(body)
+        if request["run_type"]:
+            return 500, {"message": "Travel reservation failed with err Error: injected", "code": 500}
+        return 200, {"status": "success", "trip_id": request["trip_id"]}
 
-        def do_POST(self) -> None:
-            request = json.loads(self.rfile.read(int(self.headers["content-length"])))
-            if request["run_type"]:
-                status, answer = 500, {"message": "Travel reservation failed with err Error: injected", "code": 500}
-            else:
-                status, answer = 200, {"status": "success", "trip_id": request["trip_id"]}
-            body = json.dumps(answer).encode()
-            self.send_response(status)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *_: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Original)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with json_server(answer) as port:
+        yield f"127.0.0.1:{port}"
 
 
 @pytest.mark.parametrize(("judged_by", "booked", "undone", "wrong"), [("status", 2, 2, 0), ("strict", 2, 0, 2)])

@@ -7,20 +7,18 @@ child process plays the services.
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from holiday_tools.procnet import Listeners, NotFound, Served, deployed_uris, discover, listening_sockets
+from tests.support import json_server
 
 # Two listening sockets (127.0.0.1:8080 and 0.0.0.0:9070) and a connection, as Linux writes them; then one in tcp6.
 PROC_NET_TCP = """\
@@ -106,24 +104,11 @@ def admin_api() -> Iterator[tuple[int, list[dict[str, Any]]]]:
     """An admin API in this process, answering GET /deployments with the list the test fills in."""
     deployments: list[dict[str, Any]] = []
 
-    class Admin(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = json.dumps({"deployments": deployments}).encode()
-            self.send_response(200 if self.path == "/deployments" else 404)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def answer(_method: str, path: str, _body: bytes) -> tuple[int, Any]:
+        return (200 if path == "/deployments" else 404), {"deployments": deployments}
 
-        def log_message(self, *_: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Admin)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server.server_address[1], deployments
-    server.shutdown()
-    server.server_close()
+    with json_server(answer) as port:
+        yield port, deployments
 
 
 def test_restate_is_who_listens_on_the_ingress_and_the_services_who_listen_where_deployed(
