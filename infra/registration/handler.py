@@ -14,6 +14,18 @@ to a newer one, so when CloudFormation rolls back to an earlier function version
 (an Update with the old properties), the handler registers that version again
 with `force`, which makes it the newest revision of its services once more.
 
+A rollback never fails the stack, since a failed rollback leaves it in
+UPDATE_ROLLBACK_FAILED. CloudFormation marks no event as a rollback, and the
+handler cannot ask (it has no route to the CloudFormation API), but function
+versions only grow: an Update whose FunctionArn is an earlier version of the
+function in OldResourceProperties can only be CloudFormation restoring earlier
+properties (`is_rollback`). Such an Update gets at most ROLLBACK_BUDGET_S; when
+Restate cannot be reached, refuses, or the properties or token are unusable, it
+logs a warning with the `curl` command that makes Restate route to that version
+by hand and reports success, keeping the resource's physical id. A rollback
+that changes no version (only the role, say) looks like any other Update and is
+handled as one.
+
 Delete never fails the stack: with RemovalPolicy destroy it tries for at most
 DELETE_BUDGET_S, and when Restate cannot be reached, refuses, or the properties
 or token are unusable, it logs a warning with the `curl` command that removes the
@@ -28,6 +40,7 @@ from __future__ import annotations
 import http.client
 import json
 import logging
+import re
 import time
 import urllib.error
 import urllib.parse
@@ -49,9 +62,15 @@ MAX_REQUEST_TIMEOUT_S = 60.0  # discovery of a cold Lambda takes seconds, not mi
 # gets this much time, within the Lambda's own deadline, instead of the ten minutes a Create
 # may need to wait for a new Restate node: deleting a stack waits for each registration.
 DELETE_BUDGET_S = 60.0
+# A rollback must not fail (the stack would be stuck in UPDATE_ROLLBACK_FAILED), so it is best
+# effort too and gets this much, within the Lambda's own deadline: Restate left routing to the
+# later version is fixable by hand, as the warning says.
+ROLLBACK_BUDGET_S = 60.0
 MAX_MESSAGE_CHARS = 800  # CloudFormation refuses a response over 4 KiB, reason included
 RETRYABLE_STATUSES = frozenset({408, 429})  # 4xx answers that mean "try again later"
 REMOVAL_POLICIES = ("retain", "destroy")
+# arn:<partition>:lambda:<region>:<account>:function:<name>:<version>, split into function and version.
+VERSION_ARN = re.compile(r"(arn:[^:]+:lambda:[^:]+:[^:]+:function:[^:]+):([0-9]+)")
 
 
 class LambdaContext(Protocol):
@@ -422,22 +441,95 @@ def removal_by_hand(physical_id: str, props: Properties) -> str:
     return f"To remove it by hand: {command}"
 
 
+def function_version(arn: str) -> tuple[str, int] | None:
+    """The function's own ARN and the version number, from a version ARN; None for anything else."""
+    match = VERSION_ARN.fullmatch(arn.strip())
+    return (match[1], int(match[2])) if match else None
+
+
+def is_rollback(function_arn: str, old_function_arn: str) -> bool:
+    """Whether an Update to `function_arn` from `old_function_arn` can only be CloudFormation rolling back.
+
+    Every code change publishes a new, higher version, so an update never asks for an earlier
+    version of the same function, except when CloudFormation restores the last good properties.
+    """
+    new, old = function_version(function_arn), function_version(old_function_arn)
+    return new is not None and old is not None and new[0] == old[0] and new[1] < old[1]
+
+
+def describe_update(function_arn: str, old_function_arn: str) -> str:
+    """'rollback to version 5 from 6', or 'forward update to version 7 from 6', for the log."""
+    kind = "rollback" if is_rollback(function_arn, old_function_arn) else "forward update"
+    new, old = function_version(function_arn), function_version(old_function_arn)
+    if new is not None and old is not None and new[0] == old[0]:
+        return f"{kind} to version {new[1]} from {old[1]}"
+    return f"{kind} from {old_function_arn or '(no FunctionArn)'}"
+
+
+def roll_back(physical_id: str, props: Properties, deadline: float) -> dict[str, Any]:
+    """A rollback Update: make Restate route to the earlier version as `register` does, and never fail."""
+    try:
+        return register(props, deadline)
+    except Exception as err:
+        # Whatever went wrong, failing would leave the stack in UPDATE_ROLLBACK_FAILED, which only
+        # an operator can get out of; keep the resource as it was and say how to finish by hand.
+        LOG.warning(
+            "the rollback could not make Restate at %s route new invocations to %s, so they may still run the "
+            "later version; the stack rollback goes on. Reason: %s. %s",
+            props.admin_url,
+            props.function_arn,
+            err if isinstance(err, RegistrationError) else f"{type(err).__name__}: {err}",
+            rollback_by_hand(props),
+            exc_info=not isinstance(err, RegistrationError),  # a traceback only for the unexpected
+        )
+        # Without an id the Provider framework keeps the one CloudFormation sent.
+        return {"PhysicalResourceId": physical_id} if physical_id else {}
+
+
+def rollback_by_hand(props: Properties) -> str:
+    """The command that makes the rollback's version current in Restate, for whoever reads the warning."""
+    admin = props.admin_url.rstrip("/") or "<admin URL>"
+    request: dict[str, Any] = {"arn": props.function_arn or "<version ARN>"}
+    if props.invoker_role_arn:
+        request["assume_role_arn"] = props.invoker_role_arn
+    request["force"] = True  # registers it again as the newest revision of its services, as `make_current` does
+    command = f"curl -X POST '{admin}/deployments' -H 'Content-Type: application/json' -d '{json.dumps(request)}'"
+    if props.token_secret_arn:
+        return (
+            f"To make Restate route to it by hand, with TOKEN the SecretString of {props.token_secret_arn}: "
+            f'{command} -H "Authorization: Bearer $TOKEN"'
+        )
+    return f"To make Restate route to it by hand: {command}"
+
+
 def on_event(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """The Provider framework's entry point: return to succeed, raise to fail with a reason."""
     deadline = time.monotonic() + context.get_remaining_time_in_millis() / 1000 - SAFETY_MARGIN_S
     request_type = event.get("RequestType")
+    props = Properties.parse(event.get("ResourceProperties") or {})
+    kind = str(request_type)
+    rollback = False
+    if request_type == "Update":
+        old_props = event.get("OldResourceProperties")
+        old_function_arn = Properties.parse(old_props if isinstance(old_props, Mapping) else {}).function_arn
+        rollback = is_rollback(props.function_arn, old_function_arn)
+        kind = f"Update ({describe_update(props.function_arn, old_function_arn)})"
     if request_type == "Delete":
         deadline = min(deadline, time.monotonic() + DELETE_BUDGET_S)
-    props = Properties.parse(event.get("ResourceProperties") or {})
+    if rollback:
+        deadline = min(deadline, time.monotonic() + ROLLBACK_BUDGET_S)
     LOG.info(
         "%s: %s at %s (%.0fs to answer)",
-        request_type,
+        kind,
         props.function_arn,
         props.admin_url,
         deadline - time.monotonic(),
     )
+    physical_id = str(event.get("PhysicalResourceId") or "")
+    if rollback:
+        return roll_back(physical_id, props, deadline)
     if request_type in ("Create", "Update"):
         return register(props, deadline)
     if request_type == "Delete":
-        return deregister(str(event.get("PhysicalResourceId") or ""), props, deadline)
+        return deregister(physical_id, props, deadline)
     raise RegistrationError(f"unknown RequestType {request_type!r}; expected Create, Update or Delete")

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -141,7 +143,9 @@ def test_a_rollback_makes_restate_route_to_the_earlier_version_again(
         assert result == {"PhysicalResourceId": v5, "Data": {"DeploymentId": v5, "Services": "flights"}}
         deployment_id, revision = serving(admin, "flights")
         assert deployment_id == v5
+        assert caplog.messages[0].startswith(f"Update (rollback to version 5 from 6): {earlier} at ")
         assert f"made deployment {v5} of {earlier} current again for services flights" in caplog.messages
+        assert warnings(caplog) == []
         assert deployments(admin)[v5]["assume_role_arn"] == ROLE
         book(local)
 
@@ -192,14 +196,30 @@ def test_delete_with_destroy_removes_only_that_deployment(
     assert on_event(delete, FakeContext()) == {"PhysicalResourceId": deployment_id}
 
 
-def test_an_admin_api_nobody_answers_fails_before_the_lambda_times_out() -> None:
+@pytest.mark.parametrize(
+    ("old_version", "kind"),
+    [
+        (None, "Create"),
+        (1, "Update (forward update to version 2 from 1)"),
+    ],
+    ids=["create", "update-to-a-later-version"],
+)
+def test_an_admin_api_nobody_answers_fails_before_the_lambda_times_out(
+    old_version: int | None, kind: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(handler, "ROLLBACK_BUDGET_S", 1.0)  # were it taken for a rollback, it would not fail
     nowhere = f"http://127.0.0.1:{Ports.free().admin}"
-    create = event("Create", nowhere, "arn:aws:lambda:us-east-1:123456789012:function:holiday-trips:1")
+    arn = "arn:aws:lambda:us-east-1:123456789012:function:holiday-trips:2"
+    if old_version is None:
+        request = event("Create", nowhere, arn)
+    else:
+        request = event("Update", nowhere, arn, "dp_old", old_props={"FunctionArn": f"{arn[:-2]}:{old_version}"})
     started = time.monotonic()
     with pytest.raises(RegistrationError) as failure:
-        on_event(create, FakeContext(20))  # 5 s to spend once the 15 s safety margin is kept back
+        on_event(request, FakeContext(20))  # 5 s to spend once the 15 s safety margin is kept back
     elapsed = time.monotonic() - started
     assert 4 <= elapsed < 10
+    assert caplog.messages[0] == f"{kind}: {arn} at {nowhere} (5s to answer)"
     message = str(failure.value)
     assert f"GET {nowhere}/health" in message
     assert "attempts" in message
@@ -370,8 +390,8 @@ def test_restate_starting_up_or_failing_briefly_is_waited_for(fake_admin: FakeAd
     assert fake_admin.requests[-1][3] == {"arn": arn}  # no role asked for, none sent
 
 
-def test_a_deployment_restate_keeps_behind_a_newer_one_fails_the_update(fake_admin: FakeAdmin) -> None:
-    arn = "arn:aws:lambda:us-east-1:123456789012:function:holiday-trips:7"
+def keeps_routing_to_dp_newer(fake_admin: FakeAdmin) -> None:
+    """Restate answers a registration with the known dp_test but keeps routing `trip` to dp_newer, even by force."""
     services = [{"name": "trips"}, {"name": "trip"}]
     fake_admin.answers = {
         "POST /deployments": (200, {"id": "dp_test", "services": services}),
@@ -379,15 +399,35 @@ def test_a_deployment_restate_keeps_behind_a_newer_one_fails_the_update(fake_adm
         "GET /services/trips": (200, {"name": "trips", "deployment_id": "dp_test"}),
         "GET /services/trip": (200, {"name": "trip", "deployment_id": "dp_newer"}),
     }
+
+
+def test_a_deployment_restate_keeps_behind_a_newer_one_fails_the_update(fake_admin: FakeAdmin) -> None:
+    keeps_routing_to_dp_newer(fake_admin)
+    arn = "arn:aws:lambda:us-east-1:123456789012:function:holiday-trips:7"
     with pytest.raises(RegistrationError) as failure:
         on_event(
-            event("Update", fake_admin.url, arn, "dp_newer", old_props={"FunctionArn": arn[:-1] + "8"}), FakeContext()
+            event("Update", fake_admin.url, arn, "dp_older", old_props={"FunctionArn": arn[:-1] + "6"}), FakeContext()
         )
     message = str(failure.value)
     assert "still routes trip to dp_newer" in message
     assert "(deployment dp_test) again with force" in message
     posts = [body for method, path, _, body in fake_admin.requests if (method, path) == ("POST", "/deployments")]
     assert posts == [{"arn": arn, "assume_role_arn": ROLE}, {"arn": arn, "assume_role_arn": ROLE, "force": True}]
+
+
+def test_a_rollback_restate_will_not_route_to_succeeds_with_a_warning(
+    fake_admin: FakeAdmin, caplog: pytest.LogCaptureFixture
+) -> None:
+    keeps_routing_to_dp_newer(fake_admin)
+    arn = "arn:aws:lambda:us-east-1:123456789012:function:holiday-trips:7"
+    rollback = event("Update", fake_admin.url, arn, "dp_newer", old_props={"FunctionArn": arn[:-1] + "8"})
+    assert on_event(rollback, FakeContext()) == {"PhysicalResourceId": "dp_newer"}  # the resource as it was
+    posts = [body for method, path, _, body in fake_admin.requests if (method, path) == ("POST", "/deployments")]
+    assert posts == [{"arn": arn, "assume_role_arn": ROLE}, {"arn": arn, "assume_role_arn": ROLE, "force": True}]
+    [warning] = warnings(caplog)
+    assert f"the rollback could not make Restate at {fake_admin.url} route new invocations to {arn}" in warning
+    assert "still routes trip to dp_newer" in warning
+    assert f"curl -X POST '{fake_admin.url}/deployments' " in warning
 
 
 def test_a_delete_gives_up_on_an_unreachable_restate_within_its_budget_and_succeeds(
@@ -455,3 +495,146 @@ def test_a_delete_with_bad_properties_succeeds_with_a_warning(
     [warning] = warnings(caplog)
     assert expected in warning
     assert "curl -X DELETE '" in warning
+
+
+# --- rollbacks: CloudFormation's Update back to the last good properties ----------------------
+
+TRIPS = "arn:aws:lambda:us-east-1:123456789012:function:holiday-trips"
+
+
+@pytest.mark.parametrize(
+    ("function_arn", "old_function_arn", "expected"),
+    [
+        (f"{TRIPS}:5", f"{TRIPS}:6", True),
+        (f"{TRIPS}:9", f"{TRIPS}:10", True),  # compared as numbers, not text
+        (f"{TRIPS}:6", f"{TRIPS}:5", False),
+        (f"{TRIPS}:10", f"{TRIPS}:9", False),
+        (f"{TRIPS}:5", f"{TRIPS}:5", False),
+        (f"{TRIPS}:5", "arn:aws:lambda:us-east-1:123456789012:function:holiday-cars:6", False),
+        (f"{TRIPS}:5", "arn:aws:lambda:eu-west-1:123456789012:function:holiday-trips:6", False),
+        (f"{TRIPS}:5", "arn:aws:lambda:us-east-1:210987654321:function:holiday-trips:6", False),
+        (f"{TRIPS}:5", "", False),
+        ("", f"{TRIPS}:6", False),
+        (TRIPS, f"{TRIPS}:6", False),
+        (f"{TRIPS}:$LATEST", f"{TRIPS}:6", False),
+        (f"{TRIPS}:5", f"{TRIPS}:$LATEST", False),
+        (f"{TRIPS}:live", f"{TRIPS}:6", False),
+        (f"{TRIPS}:5", f"{TRIPS}:6:7", False),
+        ("holiday-trips:5", "holiday-trips:6", False),
+    ],
+    ids=[
+        "earlier-version",
+        "earlier-version-by-number",
+        "later-version",
+        "later-version-by-number",
+        "same-version",
+        "another-function",
+        "another-region",
+        "another-account",
+        "no-old-arn",
+        "no-new-arn",
+        "unqualified",
+        "latest",
+        "from-latest",
+        "alias",
+        "too-many-parts",
+        "not-an-arn",
+    ],
+)
+def test_a_rollback_is_an_update_to_an_earlier_version_of_the_same_function(
+    function_arn: str, old_function_arn: str, expected: bool
+) -> None:
+    assert handler.is_rollback(function_arn, old_function_arn) is expected
+
+
+def test_a_rollback_update_of_the_registration_succeeds_within_its_budget(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # An update to holiday-trips:8 failed; CloudFormation sends :7 back, and Restate cannot be reached.
+    monkeypatch.setattr(handler, "ROLLBACK_BUDGET_S", 2.0)  # a minute in Lambda; the test need not wait that long
+    nowhere = f"http://127.0.0.1:{Ports.free().admin}"
+    earlier = f"{TRIPS}:7"
+    rollback = event("Update", nowhere, earlier, "dp_current", old_props={"FunctionArn": f"{TRIPS}:8"})
+    started = time.monotonic()
+    result = on_event(rollback, FakeContext(60))  # the Lambda's own deadline is 45 s away
+    elapsed = time.monotonic() - started
+    assert result == {"PhysicalResourceId": "dp_current"}  # CloudFormation keeps the resource as it was
+    assert 1.5 <= elapsed < 10
+    assert caplog.messages[0] == f"Update (rollback to version 7 from 8): {earlier} at {nowhere} (2s to answer)"
+    [warning] = warnings(caplog)
+    assert f"the rollback could not make Restate at {nowhere} route new invocations to {earlier}" in warning
+    assert f"GET {nowhere}/health" in warning
+    assert "Connection refused" in warning
+    payload = f'{{"arn": "{earlier}", "assume_role_arn": "{ROLE}", "force": true}}'
+    assert warning.endswith(
+        f"To make Restate route to it by hand: curl -X POST '{nowhere}/deployments' "
+        f"-H 'Content-Type: application/json' -d '{payload}'"
+    )
+
+
+@pytest.mark.parametrize(
+    ("props", "expected"),
+    [
+        ({"AdminUrl": "10.0.1.5:9070"}, "AdminUrl must be an http(s) URL"),
+        ({"RemovalPolicy": "snapshot"}, "RemovalPolicy must be retain or destroy"),
+    ],
+)
+def test_a_rollback_with_bad_properties_succeeds_with_a_warning(
+    props: dict[str, str], expected: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    nowhere = f"http://127.0.0.1:{Ports.free().admin}"
+    rollback = event("Update", nowhere, f"{TRIPS}:7", "dp_current", old_props={"FunctionArn": f"{TRIPS}:8"})
+    rollback["ResourceProperties"].update(props)
+    started = time.monotonic()
+    assert on_event(rollback, FakeContext(60)) == {"PhysicalResourceId": "dp_current"}
+    assert time.monotonic() - started < 0.5
+    [warning] = warnings(caplog)
+    assert expected in warning
+    assert "curl -X POST '" in warning
+
+
+@pytest.mark.usefixtures("boto3_on_moto")
+def test_the_command_a_failed_rollback_logs_makes_restate_route_to_the_earlier_version(
+    local: LocalStack, admin: httpx.Client, registered: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    first = registered["flights"]["PhysicalResourceId"]
+    earlier, later = other_version(local, "flights", 11), other_version(local, "flights", 12)
+    secret_arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:nope-AbCdEf"
+    created: list[str] = []
+    try:
+        for arn in (earlier, later):
+            created.append(on_event(event("Create", local.admin_url, arn), FakeContext())["PhysicalResourceId"])
+        v12 = created[-1]
+        assert serving(admin, "flights")[0] == v12
+
+        # The rollback cannot read the admin token, so it leaves Restate as it is, and says what to run.
+        rollback = event(
+            "Update", local.admin_url, earlier, v12, old_props={"FunctionArn": later}, AuthTokenSecretArn=secret_arn
+        )
+        caplog.clear()
+        assert on_event(rollback, FakeContext()) == {"PhysicalResourceId": v12}
+        assert serving(admin, "flights")[0] == v12
+        [warning] = warnings(caplog)
+        assert f"secret {secret_arn} failed" in warning
+        assert f"with TOKEN the SecretString of {secret_arn}: curl -X POST '{local.admin_url}/deployments' " in warning
+
+        # The command, as logged, in a shell (this restate-server wants no token, and ignores one).
+        command = warning[warning.index("curl -X POST") :]
+        assert command.endswith(' -H "Authorization: Bearer $TOKEN"')
+        ran = subprocess.run(
+            ["bash", "-c", command],
+            env={"PATH": os.environ["PATH"], "TOKEN": "unused"},
+            capture_output=True,
+            timeout=60,
+        )
+        assert ran.returncode == 0, ran.stderr
+        deployment_id = poll(lambda: serving(admin, "flights")[0], lambda current: current != v12, "flights to move")
+        created.append(deployment_id)
+        assert deployments(admin)[deployment_id]["arn"] == earlier
+        assert deployments(admin)[deployment_id]["assume_role_arn"] == ROLE
+        book(local)
+    finally:
+        for deployment_id in created:
+            admin.delete(f"/deployments/{deployment_id}", params={"force": "true"})
+        poll(lambda: deployments(admin), lambda listed: not set(created) & listed.keys(), "flights:11 and :12 to go")
+        poll(lambda: serving(admin, "flights")[0], lambda current: current == first, "flights:1 to be current")
