@@ -3,7 +3,8 @@
 
 Context (`--context key=value` or cdk.json): prefix, deploymentMode (self-hosted or cloud),
 clusterId, authTokenSecretArn, region (us or eu, for cloud), certificateArn, domainName,
-hostedZoneId, ingressAuth, ingressCidrs and restateNodes (1 or 3; self-hosted), deregisterOnDelete.
+hostedZoneId, ingressAuth, ingressCidrs, restateNodes (1 or 3), availabilityZones, instanceType and amiId
+(self-hosted), deregisterOnDelete.
 See infra/settings.py: any other key is refused.
 """
 

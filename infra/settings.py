@@ -26,6 +26,21 @@ ANYWHERE = "0.0.0.0/0"
 RESTATE_NODES = (1, 3)
 # A security group takes 60 inbound rules; the host's also admits the admin API's one client.
 MAX_INGRESS_CIDRS = 50
+# The hosts run the arm64 Amazon Linux 2023 image: the smallest arm64 type with the memory restate-server needs.
+DEFAULT_INSTANCE_TYPE = "t4g.small"
+# The public SSM parameter that names the newest Amazon Linux 2023 arm64 image of each region.
+AMI_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-arm64"
+# A plain availability zone name: its region (us-east-1, us-gov-west-1) and one letter. Local and Wavelength
+# zones (us-east-1-bos-1a) are not: they need opting in, and offer few instance types.
+_ZONE = r"[a-z]{2}(?:-[a-z]+){1,2}-\d+[a-z]"
+# An instance type of any architecture: family, then size (t3.small, m7g.2xlarge, u-6tb1.metal).
+_ANY_INSTANCE_TYPE = r"(?P<family>[a-z][a-z0-9-]*)\.(?P<size>[a-z0-9-]+)"
+# Graviton (arm64) families have a 'g' right after the generation digit (t4g, m6gd, c7gn, im4gn, is4gen), or are a1.
+_ARM64_FAMILY = r"a1|[a-z]+\d+g[a-z]*"
+# Sizes small and larger (2 GiB and more); nano (0.5 GiB) and micro (1 GiB) are refused with the reason.
+_SIZE = r"small|medium|large|xlarge|\d+xlarge|metal(?:-\d+xl)?"
+_TOO_SMALL = ("nano", "micro")
+_SECRET_NAME = r"[A-Za-z0-9/_+=.@-]+"
 
 
 @dataclass(frozen=True)
@@ -60,8 +75,10 @@ CONTEXT_KEYS = (
     ContextKey(
         "authTokenSecretArn",
         "cloud",
-        _ARN_HEAD.format(service="secretsmanager") + r"secret:[A-Za-z0-9/_+=.@-]+",
-        "a Secrets Manager secret ARN: arn:<partition>:secretsmanager:<region>:<account>:secret:<name>",
+        # Complete: the name, then the '-' and 6 random letters or digits that Secrets Manager appends.
+        _ARN_HEAD.format(service="secretsmanager") + rf"secret:{_SECRET_NAME}-[A-Za-z0-9]{{6}}",
+        "a Secrets Manager secret ARN, complete with the 6-character suffix that Secrets Manager adds: "
+        "arn:<partition>:secretsmanager:<region>:<account>:secret:<name>-<suffix>",
         None,
     ),
     ContextKey(
@@ -114,10 +131,45 @@ CONTEXT_KEYS = (
         "1 (a single node) or 3 (a replicated cluster over three availability zones)",
         "the default, a single node",
     ),
+    ContextKey(
+        "availabilityZones",
+        "self-hosted",
+        rf"{_ZONE}(?:\s*,\s*{_ZONE})*",
+        "availability zone names of one region, separated by commas, in node order, "
+        "such as us-east-1a,us-east-1b,us-east-1c",
+        "the region's first zones, as CloudFormation lists them",
+    ),
+    ContextKey(
+        "instanceType",
+        "self-hosted",
+        rf"(?:{_ARM64_FAMILY})\.(?:{_SIZE})",
+        "an arm64 (Graviton) EC2 instance type of size small or larger, such as t4g.small or m7g.large",
+        f"the default, {DEFAULT_INSTANCE_TYPE}",
+    ),
+    ContextKey(
+        "amiId",
+        "self-hosted",
+        r"ami-(?:[0-9a-f]{8}|[0-9a-f]{17})",
+        "an AMI id, 'ami-' and 8 or 17 hex digits: an Amazon Linux 2023 arm64 image of the deploying region",
+        "the newest Amazon Linux 2023 arm64 image at each instance launch",
+    ),
 )
 KEYS = {key.name: key for key in CONTEXT_KEYS}
 # Keys the CDK CLI keeps in cdk.context.json (`cdk acknowledge`, `cdk cli-telemetry`) and passes to every app.
 CDK_CLI_KEYS = frozenset({"acknowledged-issue-numbers", "cli-telemetry"})
+
+
+def zones_command(instance_type: str) -> str:
+    """The AWS CLI command that lists the availability zones of the profile's region that offer `instance_type`."""
+    return (
+        "aws ec2 describe-instance-type-offerings --location-type availability-zone "
+        f'--filters Name=instance-type,Values={instance_type} --query "InstanceTypeOfferings[].Location" --output text'
+    )
+
+
+def ami_command() -> str:
+    """The AWS CLI command that prints the id of the newest Amazon Linux 2023 arm64 image of the profile's region."""
+    return f"aws ssm get-parameter --name {AMI_PARAMETER} --query Parameter.Value --output text"
 
 
 def is_cdk_key(key: str) -> bool:
@@ -154,6 +206,13 @@ class DeploymentSettings:
     ingress_cidrs: tuple[str, ...] = (ANYWHERE,)
     # Self-hosted only: one Restate node, or a cluster of three (one per availability zone).
     restate_nodes: int = 1
+    # Self-hosted only: the zones of the nodes, in node order (3 for a cluster; 1 or 2 for one node, which goes in
+    # the first); None: the region's first zones as CloudFormation lists them.
+    availability_zones: tuple[str, ...] | None = None
+    # Self-hosted only: the nodes' EC2 instance type, an arm64 (Graviton) one.
+    instance_type: str = DEFAULT_INSTANCE_TYPE
+    # Self-hosted only: the pinned image of the nodes; None: the newest one of AMI_PARAMETER at each launch.
+    ami_id: str | None = None
     # What happens to Restate's registration of a function version when the stack is deleted
     deregister_on_delete: bool = False
 
@@ -189,6 +248,8 @@ class DeploymentSettings:
                     "context 'hostedZoneId' needs context 'domainName': the name to create a record for"
                 )
             cidrs = _read(context, "ingressCidrs")
+            nodes = _nodes(context)
+            instance_type = _instance_type(context)
             return cls(
                 prefix,
                 "self-hosted",
@@ -197,7 +258,10 @@ class DeploymentSettings:
                 hosted_zone_id=zone,
                 ingress_key=_read(context, "ingressAuth") != "none",
                 ingress_cidrs=(ANYWHERE,) if cidrs is None else _ranges(cidrs),
-                restate_nodes=_nodes(context),
+                restate_nodes=nodes,
+                availability_zones=_zones(context, nodes, instance_type),
+                instance_type=instance_type,
+                ami_id=_read(context, "amiId", hint=f"the newest image's id: {ami_command()}"),
                 deregister_on_delete=deregister,
             )
 
@@ -211,7 +275,7 @@ class DeploymentSettings:
             prefix,
             "cloud",
             cluster_id=_read(context, "clusterId"),
-            auth_token_secret_arn=_read(context, "authTokenSecretArn"),
+            auth_token_secret_arn=_secret_arn(context),
             cloud_region=_read(context, "region") or "us",
             deregister_on_delete=deregister,
         )
@@ -251,21 +315,25 @@ class DeploymentSettings:
         return f"{self.cluster_id.removeprefix('env_')}.env.{self.cloud_region}.restate.cloud"
 
 
-def _read(context: Mapping[str, object], name: str) -> str | None:
-    """The value of a string key, None when it is absent; refuses an empty, non-string or malformed value."""
+def _read(context: Mapping[str, object], name: str, hint: str = "") -> str | None:
+    """The value of a string key, None when it is absent; refuses an empty, non-string or malformed value.
+
+    A `hint` (such as the command that finds a valid value) ends each refusal, after a ';'.
+    """
     if name not in context:
         return None
     key = KEYS[name]
     value = context[name]
+    hint = f"; {hint}" if hint else ""
     if value == "":
         leave_out = f"leave it out for {key.default}, or give" if key.default else "give"
-        raise SettingsError(f"context {name!r} is empty; {leave_out} {key.valid}")
+        raise SettingsError(f"context {name!r} is empty; {leave_out} {key.valid}{hint}")
     if not isinstance(value, str):
-        raise SettingsError(f"context {name!r} must be {key.valid}, not the {_json_kind(value)} {_shown(value)}")
+        raise SettingsError(f"context {name!r} must be {key.valid}, not the {_json_kind(value)} {_shown(value)}{hint}")
     if name == "domainName":
         value = value.lower()
     if not re.fullmatch(key.pattern, value):
-        raise SettingsError(f"context {name!r} must be {key.valid}, not {_shown(value)}")
+        raise SettingsError(f"context {name!r} must be {key.valid}, not {_shown(value)}{hint}")
     return value
 
 
@@ -275,6 +343,93 @@ def _nodes(context: Mapping[str, object]) -> int:
     if isinstance(value, int) and not isinstance(value, bool) and value in RESTATE_NODES:
         return value
     return int(_read(context, "restateNodes") or RESTATE_NODES[0])
+
+
+def _instance_type(context: Mapping[str, object]) -> str:
+    """`instanceType`: an arm64 type with the memory restate-server needs; an x86 or tiny one is told why not."""
+    value = context.get("instanceType")
+    shape = re.fullmatch(_ANY_INSTANCE_TYPE, value) if isinstance(value, str) else None
+    if shape and not re.fullmatch(_ARM64_FAMILY, shape["family"]):
+        counterpart = _arm64_counterpart(shape["family"], shape["size"])
+        like = counterpart or f"{DEFAULT_INSTANCE_TYPE} or m7g.large"
+        raise SettingsError(
+            f"context 'instanceType': {shape[0]!r} is not an arm64 (Graviton) type, and the Restate hosts run the "
+            "arm64 Amazon Linux 2023 image; give an arm64 type, whose family has a 'g' after the generation digit, "
+            f"such as {like}"
+        )
+    if shape and shape["size"] in _TOO_SMALL:
+        raise SettingsError(
+            f"context 'instanceType': {shape[0]!r} has too little memory: restate-server's RocksDB alone is given "
+            f"512 MiB; give size small or larger, such as {shape['family']}.small or {shape['family']}.medium"
+        )
+    return _read(context, "instanceType") or DEFAULT_INSTANCE_TYPE
+
+
+def _arm64_counterpart(family: str, size: str) -> str | None:
+    """The Graviton type that plainly stands for an x86 one, when there is one in that size; else None.
+
+    t2 and t3(a) have the sizes of t4g (small at least, here). The Intel and AMD m, c and r families of
+    generations 6 to 8 have a Graviton family of the same generation, with every size from large to 16xlarge.
+    """
+    if re.fullmatch(r"t[23]a?", family):
+        return f"t4g.{'small' if size in _TOO_SMALL else size}"
+    same_generation = re.fullmatch(r"([mcr][678])[ia]?", family)
+    if same_generation and re.fullmatch(r"large|xlarge|(?:2|4|8|12|16)xlarge", size):
+        return f"{same_generation[1]}g.{size}"
+    return None
+
+
+def _zones(context: Mapping[str, object], nodes: int, instance_type: str) -> tuple[str, ...] | None:
+    """`availabilityZones`: one region's zones, none twice, as many as the nodes need; None when absent.
+
+    Their region cannot be checked here: the stacks name no region, so a zone of another one fails the deploy.
+    """
+    hint = f"list the zones that offer {instance_type} with: {zones_command(instance_type)}"
+    value = _read(context, "availabilityZones", hint=hint)
+    if value is None:
+        return None
+    zones = tuple(part.strip() for part in value.split(","))
+    for index, zone in enumerate(zones):
+        if zone in zones[:index]:
+            raise SettingsError(f"context 'availabilityZones': {zone!r} is given twice; {hint}")
+    regions = list(dict.fromkeys(zone[:-1] for zone in zones))
+    if len(regions) > 1:
+        raise SettingsError(
+            f"context 'availabilityZones' names zones of {len(regions)} regions ({', '.join(regions)}); "
+            f"give zones of the one region you deploy to; {hint}"
+        )
+    if nodes == 3 and len(zones) != 3:
+        raise SettingsError(
+            f"context 'availabilityZones' names {_count(len(zones), 'zone')}; restateNodes=3 needs exactly 3, "
+            f"one for each node; {hint}"
+        )
+    if nodes == 1 and len(zones) > 2:
+        raise SettingsError(
+            f"context 'availabilityZones' names {_count(len(zones), 'zone')}; a single node (restateNodes=1) "
+            f"needs 1 or 2: the node goes in the first, the VPC spans them; {hint}"
+        )
+    return zones
+
+
+def _secret_arn(context: Mapping[str, object]) -> str | None:
+    """`authTokenSecretArn`, complete: a partial ARN is told why not, and how to print the complete one.
+
+    A secret whose name itself ends with '-' and 6 letters or digits (`.../my-secret`) cannot be told apart from
+    a complete ARN here; such a partial ARN passes, and registration says AccessDenied.
+    """
+    value = context.get("authTokenSecretArn")
+    partial = _ARN_HEAD.format(service="secretsmanager") + rf"secret:(?P<name>{_SECRET_NAME})"
+    found = re.fullmatch(partial, value) if isinstance(value, str) else None
+    if found and not re.fullmatch(KEYS["authTokenSecretArn"].pattern, found[0]):
+        region = found[0].split(":")[3]
+        raise SettingsError(
+            "context 'authTokenSecretArn' must be the complete ARN, with the '-' and 6 characters that Secrets "
+            "Manager adds to the name: IAM policies that name a secret by ARN match only the complete ARN, so "
+            "this one would deploy and then fail registration with AccessDenied; print the complete ARN with: "
+            f"aws secretsmanager describe-secret --secret-id {found['name']} --region {region} "
+            "--query ARN --output text"
+        )
+    return _read(context, "authTokenSecretArn")
 
 
 def _ranges(value: str) -> tuple[str, ...]:
@@ -316,6 +471,10 @@ def _other_mode(key: str, mode: DeploymentMode) -> str:
             f"add --context deploymentMode=cloud, or leave {key!r} out"
         )
     return f"context {key!r} is only for deploymentMode=self-hosted; leave it out with deploymentMode=cloud"
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
 def _json_kind(value: object) -> str:

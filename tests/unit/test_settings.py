@@ -18,13 +18,24 @@ import pytest
 from aws_cdk import App
 
 from app import SILENCE_END_OF_LIFE, quiet_node_end_of_life_banner
-from infra.settings import CONTEXT_KEYS, KEYS, DeploymentSettings, SettingsError
+from infra.settings import (
+    AMI_PARAMETER,
+    CONTEXT_KEYS,
+    DEFAULT_INSTANCE_TYPE,
+    KEYS,
+    DeploymentSettings,
+    SettingsError,
+    ami_command,
+    zones_command,
+)
 from tests.support import PROJECT_DIR
 
 SECRET = "arn:aws:secretsmanager:us-east-1:111122223333:secret:/restate/env_abc123/auth-token-AbCdEf"
 CERTIFICATE = "arn:aws:acm:us-east-1:111122223333:certificate/0c6e2d3a-1b2c-4d5e-8f90-a1b2c3d4e5f6"
 CLOUD = {"deploymentMode": "cloud", "clusterId": "env_abc123", "authTokenSecretArn": SECRET}
 DOMAIN = {"certificateArn": CERTIFICATE, "domainName": "restate.example.com"}
+ZONES = "us-east-1a,us-east-1b,us-east-1c"
+AMI = "ami-0123456789abcdef0"
 # What the CDK CLI passes besides our keys: cdk.json's feature flags, its own aws:cdk:* keys, and what
 # `cdk acknowledge` and `cdk cli-telemetry` keep in cdk.context.json.
 CDK_KEYS: dict[str, Any] = {
@@ -167,6 +178,94 @@ def test_one_restate_node_or_a_cluster_of_three(context: dict[str, Any], nodes: 
     assert settings({**CDK_KEYS, **context}) == settings(context)
 
 
+def test_by_default_a_small_graviton_in_the_regions_first_zones_with_the_newest_image() -> None:
+    default = settings({})
+    assert (default.availability_zones, default.instance_type, default.ami_id) == (None, "t4g.small", None)
+    assert DEFAULT_INSTANCE_TYPE == "t4g.small"
+    cloud = settings(CLOUD)
+    assert (cloud.availability_zones, cloud.ami_id) == (None, None)
+
+
+@pytest.mark.parametrize(
+    ("context", "zones"),
+    [
+        ({"availabilityZones": "us-east-1b"}, ("us-east-1b",)),  # one node, in that zone
+        ({"availabilityZones": "eu-west-1c,eu-west-1a"}, ("eu-west-1c", "eu-west-1a")),  # the node in the first
+        ({"restateNodes": "3", "availabilityZones": ZONES}, ("us-east-1a", "us-east-1b", "us-east-1c")),
+        (
+            {"restateNodes": 3, "availabilityZones": "us-east-1c, us-east-1a ,us-east-1f"},
+            ("us-east-1c", "us-east-1a", "us-east-1f"),
+        ),
+        (
+            {"restateNodes": "3", "availabilityZones": "us-gov-west-1a,us-gov-west-1b,us-gov-west-1c"},
+            ("us-gov-west-1a", "us-gov-west-1b", "us-gov-west-1c"),
+        ),
+        ({"availabilityZones": "ap-southeast-2a"}, ("ap-southeast-2a",)),
+    ],
+)
+def test_availability_zones_in_node_order(context: dict[str, Any], zones: tuple[str, ...]) -> None:
+    assert settings({**CDK_KEYS, **context}).availability_zones == zones
+
+
+@pytest.mark.parametrize(
+    "instance_type",
+    [
+        "t4g.small",
+        "t4g.2xlarge",
+        "a1.medium",
+        "m6g.large",
+        "m6gd.xlarge",
+        "m7g.large",
+        "c7g.2xlarge",
+        "c7gn.16xlarge",
+        "r8g.metal-24xl",
+        "x2gd.metal",
+        "im4gn.large",
+        "is4gen.xlarge",
+        "i4g.4xlarge",
+        "g5g.xlarge",
+    ],
+)
+def test_an_arm64_instance_type(instance_type: str) -> None:
+    assert settings({"instanceType": instance_type}).instance_type == instance_type
+    assert settings({"restateNodes": "3", "instanceType": instance_type}).instance_type == instance_type
+
+
+@pytest.mark.parametrize("ami", ["ami-0123abcd", AMI])
+def test_a_pinned_image(ami: str) -> None:
+    assert settings({"amiId": ami}).ami_id == ami
+
+
+def test_every_self_hosted_setting_at_once() -> None:
+    given = settings({"restateNodes": "3", "availabilityZones": ZONES, "instanceType": "m7g.large", "amiId": AMI})
+    assert (given.restate_nodes, given.availability_zones, given.instance_type, given.ami_id) == (
+        3,
+        ("us-east-1a", "us-east-1b", "us-east-1c"),
+        "m7g.large",
+        AMI,
+    )
+
+
+def test_the_commands_that_find_valid_zones_and_the_current_image() -> None:
+    assert zones_command("m7g.large") == (
+        "aws ec2 describe-instance-type-offerings --location-type availability-zone "
+        '--filters Name=instance-type,Values=m7g.large --query "InstanceTypeOfferings[].Location" --output text'
+    )
+    assert AMI_PARAMETER == "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-arm64"
+    assert ami_command() == (
+        "aws ssm get-parameter --name /aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-arm64 "
+        "--query Parameter.Value --output text"
+    )
+
+
+def test_the_readme_gives_the_same_commands() -> None:
+    readme = re.sub(r" \\\n +", " ", (PROJECT_DIR / "README.md").read_text())  # shell lines joined
+    assert zones_command("m7g.large") in readme
+    assert f"--context amiId=$({ami_command()})" in readme
+    for key in ("availabilityZones", "instanceType", "amiId"):
+        assert f"| `{key}` | self-hosted |" in readme
+
+
 # --- refusals ----------------------------------------------------------------------------------
 
 
@@ -179,6 +278,9 @@ def valid_for(key: str) -> dict[str, Any]:
         "ingressAuth": "key",
         "ingressCidrs": "10.0.0.0/8",
         "restateNodes": "3",
+        "availabilityZones": ZONES,
+        "instanceType": "m7g.large",
+        "amiId": AMI,
     }
     return {**CLOUD, "region": "eu"} if mode == "cloud" else self_hosted if mode else {}
 
@@ -225,6 +327,15 @@ def test_an_empty_prefix_says_to_leave_it_out_for_the_default_names() -> None:
         ({**CLOUD, "ingressCidrs": "10.0.0.0/8"}, "context 'ingressCidrs' is only for deploymentMode=self-hosted"),
         ({**CLOUD, "restateNodes": "3"}, "context 'restateNodes' is only for deploymentMode=self-hosted"),
         ({**CLOUD, "restateNodes": "1"}, "context 'restateNodes' is only for deploymentMode=self-hosted"),
+        ({**CLOUD, "availabilityZones": "us-east-1a"}, "context 'availabilityZones' is only for deploymentMode=self-"),
+        ({**CLOUD, "instanceType": "t4g.small"}, "context 'instanceType' is only for deploymentMode=self-hosted"),
+        ({**CLOUD, "amiId": AMI}, "context 'amiId' is only for deploymentMode=self-hosted"),
+        (
+            {"availabilityZone": "us-east-1a"},
+            "unknown context key 'availabilityZone' (did you mean 'availabilityZones'?)",
+        ),
+        ({"instancetype": "t4g.small"}, "unknown context key 'instancetype' (did you mean 'instanceType'?)"),
+        ({"amiID": AMI}, "unknown context key 'amiID' (did you mean 'amiId'?)"),
         # the ingress: who needs the key, who may call
         ({"ingressAuth": "off"}, "context 'ingressAuth' must be 'key' (callers send the ingress key) or 'none' "),
         ({"ingressAuth": "None"}, "context 'ingressAuth' must be 'key'"),
@@ -245,6 +356,23 @@ def test_an_empty_prefix_says_to_leave_it_out_for_the_default_names() -> None:
             "context 'ingressCidrs' has 51 ranges; a security group takes at most 50 here",
         ),
         # malformed values
+        ({"availabilityZones": "us-east-1"}, "context 'availabilityZones' must be availability zone names of one "),
+        ({"availabilityZones": "use1-az1"}, "context 'availabilityZones' must be availability zone names"),  # an id
+        ({"availabilityZones": "us-east-1-bos-1a"}, "context 'availabilityZones' must be"),  # a Local Zone
+        ({"availabilityZones": "US-EAST-1A"}, "context 'availabilityZones' must be"),
+        ({"availabilityZones": "us-east-1a,"}, "context 'availabilityZones' must be"),
+        ({"availabilityZones": "us-east-1a;us-east-1b"}, "context 'availabilityZones' must be"),
+        ({"availabilityZones": ["us-east-1a"]}, "context 'availabilityZones' must be"),
+        ({"instanceType": "t4g"}, "context 'instanceType' must be an arm64 (Graviton) EC2 instance type of size small"),
+        ({"instanceType": "T4G.SMALL"}, "context 'instanceType' must be an arm64 (Graviton) EC2 instance type"),
+        ({"instanceType": "t4g.huge"}, "context 'instanceType' must be an arm64 (Graviton) EC2 instance type"),
+        ({"instanceType": "t4g.small "}, "context 'instanceType' must be an arm64 (Graviton) EC2 instance type"),
+        ({"instanceType": 2}, "context 'instanceType' must be an arm64 (Graviton) EC2 instance type"),
+        ({"amiId": "ami-123"}, "context 'amiId' must be an AMI id, 'ami-' and 8 or 17 hex digits"),
+        ({"amiId": "ami-0123456789ABCDEF0"}, "context 'amiId' must be an AMI id"),
+        ({"amiId": "ami-0123456789abcdef"}, "context 'amiId' must be an AMI id"),  # 16 digits
+        ({"amiId": "0123456789abcdef0"}, "context 'amiId' must be an AMI id"),
+        ({"amiId": AMI_PARAMETER}, "context 'amiId' must be an AMI id"),
         (
             {"deploymentMode": "serverless"},
             "context 'deploymentMode' must be 'self-hosted' or 'cloud', not 'serverless'",
@@ -333,6 +461,166 @@ def test_restate_nodes_other_than_1_or_3_are_refused(given: object, shown: str) 
         "context 'restateNodes' must be 1 (a single node) or 3 (a replicated cluster over three availability "
         f"zones), not {shown}"
     )
+
+
+def zones_hint(instance_type: str = "t4g.small") -> str:
+    return f"; list the zones that offer {instance_type} with: {zones_command(instance_type)}"
+
+
+@pytest.mark.parametrize(
+    ("context", "says"),
+    [
+        (
+            {"restateNodes": "3", "availabilityZones": "us-east-1a,us-east-1b"},
+            "context 'availabilityZones' names 2 zones; restateNodes=3 needs exactly 3, one for each node",
+        ),
+        (
+            {"restateNodes": "3", "availabilityZones": "us-east-1a"},
+            "context 'availabilityZones' names 1 zone; restateNodes=3 needs exactly 3, one for each node",
+        ),
+        (
+            {"restateNodes": "3", "availabilityZones": "us-east-1a,us-east-1b,us-east-1c,us-east-1d"},
+            "context 'availabilityZones' names 4 zones; restateNodes=3 needs exactly 3, one for each node",
+        ),
+        (
+            {"availabilityZones": ZONES},
+            "context 'availabilityZones' names 3 zones; a single node (restateNodes=1) needs 1 or 2: "
+            "the node goes in the first, the VPC spans them",
+        ),
+        (
+            {"restateNodes": "3", "availabilityZones": "us-east-1a,us-west-2a,us-east-1b"},
+            "context 'availabilityZones' names zones of 2 regions (us-east-1, us-west-2); "
+            "give zones of the one region you deploy to",
+        ),
+        (
+            {"availabilityZones": "eu-west-1a,eu-west-2a"},
+            "context 'availabilityZones' names zones of 2 regions (eu-west-1, eu-west-2); ",
+        ),
+        (
+            {"restateNodes": "3", "availabilityZones": "us-east-1a,us-east-1b,us-east-1a"},
+            "context 'availabilityZones': 'us-east-1a' is given twice",
+        ),
+        ({"availabilityZones": "us-east-1a, us-east-1a"}, "context 'availabilityZones': 'us-east-1a' is given twice"),
+        (
+            {"availabilityZones": "us-east-1"},
+            "context 'availabilityZones' must be availability zone names of one region, separated by commas, "
+            "in node order, such as us-east-1a,us-east-1b,us-east-1c, not 'us-east-1'",
+        ),
+        (
+            {"availabilityZones": ""},
+            "context 'availabilityZones' is empty; leave it out for the region's first zones, as CloudFormation "
+            "lists them, or give availability zone names",
+        ),
+        ({"availabilityZones": 3}, "context 'availabilityZones' must be availability zone names"),
+    ],
+)
+@pytest.mark.parametrize("instance_type", [None, "m7g.large"])
+def test_a_zone_refusal_says_what_is_valid_and_how_to_list_the_zones_that_offer_the_type(
+    context: dict[str, Any], says: str, instance_type: str | None
+) -> None:
+    typed = {"instanceType": instance_type} if instance_type else {}
+    message = refusal({**CDK_KEYS, **context, **typed})
+    assert message.startswith(says)
+    assert message.endswith(zones_hint(instance_type or "t4g.small"))
+
+
+def test_the_zones_command_is_given_in_full() -> None:
+    assert refusal({"restateNodes": "3", "availabilityZones": "us-east-1a"}).endswith(
+        "; list the zones that offer t4g.small with: aws ec2 describe-instance-type-offerings "
+        "--location-type availability-zone --filters Name=instance-type,Values=t4g.small "
+        '--query "InstanceTypeOfferings[].Location" --output text'
+    )
+
+
+def test_a_bad_instance_type_is_refused_before_the_zones_that_would_offer_it() -> None:
+    assert refusal({"instanceType": "t3.small", "availabilityZones": "us-east-1"}).startswith(
+        "context 'instanceType': "
+    )
+
+
+@pytest.mark.parametrize(
+    ("instance_type", "like"),
+    [
+        ("t3.small", "t4g.small"),
+        ("t3a.large", "t4g.large"),
+        ("t2.micro", "t4g.small"),
+        ("t3.nano", "t4g.small"),
+        ("m7i.large", "m7g.large"),
+        ("c6a.4xlarge", "c6g.4xlarge"),
+        ("r6i.xlarge", "r6g.xlarge"),
+        ("m6i.32xlarge", "t4g.small or m7g.large"),  # no m6g of that size
+        ("m5.large", "t4g.small or m7g.large"),  # no m5g
+        ("c7i-flex.large", "t4g.small or m7g.large"),
+        ("g4dn.xlarge", "t4g.small or m7g.large"),  # a 'g' family, not a Graviton one
+        ("p4d.24xlarge", "t4g.small or m7g.large"),
+        ("u-6tb1.metal", "t4g.small or m7g.large"),
+    ],
+)
+def test_an_x86_instance_type_is_refused_saying_the_hosts_are_arm64(instance_type: str, like: str) -> None:
+    assert refusal({"instanceType": instance_type}) == (
+        f"context 'instanceType': {instance_type!r} is not an arm64 (Graviton) type, and the Restate hosts run "
+        "the arm64 Amazon Linux 2023 image; give an arm64 type, whose family has a 'g' after the generation "
+        f"digit, such as {like}"
+    )
+
+
+@pytest.mark.parametrize("instance_type", ["t4g.nano", "t4g.micro"])
+def test_a_tiny_instance_type_is_refused_saying_why(instance_type: str) -> None:
+    assert refusal({"restateNodes": "3", "instanceType": instance_type}) == (
+        f"context 'instanceType': {instance_type!r} has too little memory: restate-server's RocksDB alone is "
+        "given 512 MiB; give size small or larger, such as t4g.small or t4g.medium"
+    )
+
+
+@pytest.mark.parametrize(
+    ("ami", "says"),
+    [
+        # `--context amiId=$(aws ssm get-parameter ...)` without credentials passes an empty value
+        ("", "context 'amiId' is empty; leave it out for the newest Amazon Linux 2023 arm64 image at each instance "),
+        ("ami-123", "context 'amiId' must be an AMI id, 'ami-' and 8 or 17 hex digits: an Amazon Linux 2023 arm64 "),
+        ("latest", "context 'amiId' must be an AMI id, "),
+    ],
+)
+def test_a_bad_image_id_is_refused_saying_how_to_find_the_current_one(ami: str, says: str) -> None:
+    message = refusal({"amiId": ami})
+    assert message.startswith(says)
+    assert message.endswith(f"; the newest image's id: {ami_command()}")
+
+
+@pytest.mark.parametrize(
+    ("arn", "name"),
+    [
+        (
+            "arn:aws:secretsmanager:us-east-1:111122223333:secret:/restate/env_abc123/auth-token",
+            "/restate/env_abc123/auth-token",
+        ),
+        ("arn:aws:secretsmanager:eu-west-1:111122223333:secret:RestateToken", "RestateToken"),
+        ("arn:aws:secretsmanager:eu-west-1:111122223333:secret:token-AbCdE", "token-AbCdE"),  # 5 characters
+        ("arn:aws:secretsmanager:eu-west-1:111122223333:secret:token-AbCdEfG", "token-AbCdEfG"),  # 7 characters
+    ],
+)
+def test_a_partial_secret_arn_is_refused_saying_why_and_how_to_print_the_complete_one(arn: str, name: str) -> None:
+    region = arn.split(":")[3]
+    assert refusal({**CLOUD, "authTokenSecretArn": arn}) == (
+        "context 'authTokenSecretArn' must be the complete ARN, with the '-' and 6 characters that Secrets Manager "
+        "adds to the name: IAM policies that name a secret by ARN match only the complete ARN, so this one would "
+        "deploy and then fail registration with AccessDenied; print the complete ARN with: "
+        f"aws secretsmanager describe-secret --secret-id {name} --region {region} --query ARN --output text"
+    )
+
+
+@pytest.mark.parametrize(
+    "arn",
+    [
+        SECRET,
+        "arn:aws:secretsmanager:eu-west-1:111122223333:secret:RestateToken-a1B2c3",
+        "arn:aws-us-gov:secretsmanager:us-gov-west-1:111122223333:secret:token-000000",
+        # A partial ARN whose name ends like a suffix cannot be told apart: it passes.
+        "arn:aws:secretsmanager:us-east-1:111122223333:secret:restate-tokens",
+    ],
+)
+def test_a_complete_secret_arn(arn: str) -> None:
+    assert settings({**CLOUD, "authTokenSecretArn": arn}).auth_token_secret_arn == arn
 
 
 def test_an_unknown_key_is_refused_listing_every_valid_key() -> None:
