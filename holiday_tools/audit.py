@@ -51,11 +51,13 @@ class AuditReport:
     in_flight: int = 0
     violations: list[Violation] = field(default_factory=list)
     stuck_invocations: list[dict[str, Any]] = field(default_factory=list)
-    admin_error: str | None = None
+    admin_error: str | None = None  # why Restate's invocations could not be listed
+    invocations_checked: bool = False  # whether they were: False without an admin URL, or on `admin_error`
 
     @property
     def ok(self) -> bool:
-        return not self.violations
+        """No violation, and nothing it was asked to look at went unseen."""
+        return not self.violations and self.admin_error is None
 
 
 def scan(ledgers: Mapping[str, DynamoLedger]) -> dict[str, dict[str, list[dict[str, Any]]]]:
@@ -149,13 +151,19 @@ def audit(
     if admin_url:
         try:
             report.stuck_invocations = stuck_invocations(admin_url, token)
-        except httpx.HTTPError as err:
-            report.admin_error = f"could not query Restate's admin API at {admin_url}: {err}"
+        except (httpx.HTTPError, ValueError, KeyError) as err:  # no answer, an error, or not the admin API's
+            why = str(err).partition("\n")[0] or type(err).__name__
+            report.admin_error = f"could not query Restate's admin API at {admin_url}: {why}"
+        else:
+            report.invocations_checked = True
     return report
 
 
-def format_report(report: AuditReport, threshold_s: float) -> str:
-    """The counts, then each violation and each invocation still retrying, wrapped to 100 columns."""
+def format_report(report: AuditReport, threshold_s: float, admin_error: bool = True) -> str:
+    """The counts, then each violation and each invocation still retrying, wrapped to 100 columns.
+
+    `admin_error=False` leaves out why the invocations could not be listed (`holiday audit` says it last, as its error).
+    """
 
     def wrapped(text: str) -> list[str]:
         return wrap(text, indent="    ")
@@ -171,7 +179,9 @@ def format_report(report: AuditReport, threshold_s: float) -> str:
     else:
         lines.append("no invariant violations")
     if report.admin_error:
-        lines += wrapped(report.admin_error)
+        lines += wrapped(report.admin_error if admin_error else "invocations retrying or paused: not known (see below)")
+    elif not report.invocations_checked:
+        lines.append("invocations retrying or paused: not looked at (no admin API given)")
     elif report.stuck_invocations:
         lines.append(f"invocations still retrying or paused: {len(report.stuck_invocations)}")
         for inv in report.stuck_invocations:

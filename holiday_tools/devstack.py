@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import shutil
 import signal
 import socket
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
@@ -21,6 +23,7 @@ from typing import Any, Literal
 
 import boto3
 import httpx
+from botocore.exceptions import BotoCoreError, ClientError
 
 from holiday.config import Settings
 from holiday.functions import FUNCTIONS
@@ -53,6 +56,13 @@ TOPIC_NAME = "holiday-trips"
 LOCAL_ACCOUNT = "123456789012"  # moto's account
 Mode = Literal["http", "lambda"]
 SNAPSHOT_BUCKET = "holiday-restate-snapshots"  # a cluster's partition snapshots, in the stand-in's S3
+# A restate-server that exits is started again, as the host's systemd unit does (Restart=always). The
+# unit waits RestartSec=5; locally 1 s is enough, and keeps a restart quick. And as systemd's start
+# limit does, a node that keeps exiting is given up on: more than RESTART_LIMIT starts within
+# RESTART_WINDOW_S seconds (its first start included) stops the stack.
+RESTART_DELAY_S = 1.0
+RESTART_LIMIT = 5
+RESTART_WINDOW_S = 30.0
 
 
 class StackError(RuntimeError):
@@ -180,6 +190,30 @@ def _serves_trips(ingress: str) -> Callable[[], bool]:
     return check
 
 
+def describe_exit(returncode: int | None) -> str:
+    """How a process ended, from its return code: `exited (code 1)`, `exited (SIGTERM)`."""
+    if returncode is None:
+        return "is running"
+    if returncode < 0:
+        try:
+            return f"exited ({signal.Signals(-returncode).name})"
+        except ValueError:
+            return f"exited (signal {-returncode})"
+    return f"exited (code {returncode})"
+
+
+def last_line(log: Path, limit: int = 300) -> str:
+    """The last non-empty line of a log, without terminal colours, cut to `limit` characters."""
+    try:
+        with log.open("rb") as file:
+            file.seek(max(0, file.seek(0, os.SEEK_END) - 16384))
+            tail = file.read().decode(errors="replace")
+    except OSError:
+        return "(no log)"
+    lines = [line.strip() for line in re.sub(r"\x1b\[[0-9;]*m", "", tail).splitlines() if line.strip()]
+    return lines[-1][:limit] if lines else "(its log is empty)"
+
+
 def restate_server_binary(project_dir: Path) -> Path:
     """The native binary npm installed (not the node wrapper, so signals reach the server)."""
     override = os.environ.get("RESTATE_SERVER_BIN")
@@ -213,8 +247,19 @@ class LocalStack:
     # More than one: a replicated cluster of this many restate-server nodes, configured as on AWS.
     nodes: int = 1
     node_ports: list[NodePorts] = field(default_factory=list)  # by default `NodePorts.of_cluster`
+    # The restate-server executable a start uses unless told another (`start_node`'s `binary`); None: the one
+    # npm installed. A rolling upgrade starts the stack on the previous version.
+    restate_binary: Path | None = None
     settings: Settings = field(init=False)
     processes: dict[str, Process] = field(default_factory=dict, init=False)
+    # The nodes' supervision (`supervise`): nodes stopped on purpose, nodes seen exited (when, since
+    # when), each node's start times, and whether node 1 was told to create the cluster and the
+    # marker is still to write.
+    _lock: threading.RLock = field(default_factory=threading.RLock, init=False, repr=False)
+    _held: set[int] = field(default_factory=set, init=False, repr=False)
+    _exited: dict[int, float] = field(default_factory=dict, init=False, repr=False)
+    _starts: dict[int, list[float]] = field(default_factory=dict, init=False, repr=False)
+    _provisioning: bool = field(default=False, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.settings = replace(Settings.from_env({}), aws_endpoint_url=self.aws_url, aws_region="us-east-1")
@@ -334,6 +379,41 @@ class LocalStack:
         """Names of processes that have exited on their own."""
         return [name for name, p in self.processes.items() if not p.alive]
 
+    def supervise(self, say: Callable[[str], None] = print) -> str | None:
+        """One round of what systemd does for a host's node: start again each restate-server that exited.
+
+        Call it every half second or so (`holiday dev` does). A node seen exited is started again on
+        its data after RESTART_DELAY_S, saying so in one line through `say`; nodes stopped on purpose
+        (`stop_node`, `kill_node`) are left down. Returns what is fatal, in one line, or None: moto or
+        the services exited, or a node exceeded the start limit.
+        """
+        restate = set(self.restate_names)
+        others = [name for name in self.dead() if name not in restate]
+        if others:
+            return f"{', '.join(others)} stopped unexpectedly; see the logs in {self.log_dir}"
+        with self._lock:
+            if self._provisioning and http_ok(f"{self.admin_urls[0]}/health")():
+                self._provisioned()
+            now = time.monotonic()
+            for index, name in enumerate(self.restate_names):
+                process = self.processes.get(name)
+                if process is None or process.alive or index in self._held:
+                    continue
+                since = self._exited.setdefault(index, now)
+                if now - since < RESTART_DELAY_S:
+                    continue
+                recent = [t for t in self._starts.get(index, []) if now - t < RESTART_WINDOW_S]
+                if len(recent) >= RESTART_LIMIT:
+                    return (
+                        f"{self._exit_message(index)}; it started {len(recent)} times within "
+                        f"{RESTART_WINDOW_S:.0f} s, so it is not started again"
+                    )
+                how = describe_exit(process.returncode)
+                process.stop()  # closes its log
+                self.start_node(index, binary=Path(process.argv[0]))  # the version it ran, as after an upgrade
+                say(f"{name} {how}; started it again on its data, as systemd does on a host (log: {process.log})")
+        return None
+
     def _spawn(self, name: str, argv: list[str], env: dict[str, str], log: Path, echo: bool = False) -> Process:
         process = Process(name, argv, env, log, echo)
         process.start()
@@ -380,38 +460,17 @@ class LocalStack:
 
     def start_restate(self, fresh: bool = False) -> None:
         """Start restate-server on loopback (each node of a cluster); `fresh` wipes its data first."""
-        if self.cluster is not None:
-            for index in range(self.nodes):
-                # As on AWS: node 1 creates the cluster at its very first start, and never again.
-                self.start_node(index, fresh, provision=fresh and index == 0)
-            for index in range(self.nodes):
-                self._wait_for_node(index)
-            return
-        data = self.data_dir / "restate"
-        if fresh and data.exists():
-            shutil.rmtree(data)
-        env = {
-            **self._restate_env(),
-            "RESTATE_BIND_IP": HOST,
-            "RESTATE_BIND_PORT": str(self.ports.fabric),
-            "RESTATE_INGRESS__BIND_ADDRESS": f"{HOST}:{self.ports.ingress}",
-            "RESTATE_ADMIN__BIND_ADDRESS": f"{HOST}:{self.ports.admin}",
-            "RESTATE_DISABLE_TELEMETRY": "true",
-            "RESTATE_DEFAULT_NUM_PARTITIONS": str(self.partitions),
-            "RESTATE_ROCKSDB_TOTAL_MEMORY_SIZE": "64 MB",
-            **RESTATE_LOCAL_TUNING,
-        }
-        argv = [str(restate_server_binary(self.project_dir)), "--base-dir", str(data)]
-        argv += ["--node-name", "holiday", "--no-logo"]
-        self._spawn("restate", argv, env, self.log_dir / "restate.log")
-        self._wait_for_node(0)
+        for index in range(self.nodes):
+            self.start_node(index, fresh)
+        for index in range(self.nodes):
+            self.wait_for_node(index)
 
     def node_config(self, index: int) -> str:
         """Node `index`'s restate.toml: the AWS host's rendering, with loopback addresses and local folders."""
         assert self.cluster is not None
         node = self.node_ports[index]
         layout = NodeLayout(
-            base_dir=str(self.data_dir / self.restate_names[index]),
+            base_dir=str(self.node_data(index)),
             ingress=f"{HOST}:{node.ingress}",
             admin=f"{HOST}:{node.admin}",
             fabric_ip=HOST,
@@ -420,34 +479,130 @@ class LocalStack:
         )
         return restate_config(layout, self.cluster, index)
 
-    def start_node(self, index: int, fresh: bool = False, provision: bool = False) -> None:
-        """Start node `index` of the cluster (again, after a kill: on the same data unless `fresh`).
+    def node_data(self, index: int) -> Path:
+        """Node `index`'s base folder: `<data>/restate`, or `<data>/restate-1` ... in a cluster."""
+        return self.data_dir / self.restate_names[index]
 
-        `provision`: create the cluster (node 1's first start only). A node that lost its data and is
-        started again refuses to start, as Restate detects the loss, rather than create a second cluster.
+    def node_log(self, index: int) -> Path:
+        return self.log_dir / f"{self.restate_names[index]}.log"
+
+    def start_node(self, index: int, fresh: bool = False, binary: Path | None = None) -> None:
+        """Start restate-server node `index` (0 for the single node), on its data unless `fresh`.
+
+        Every start goes through here: the stack's first, a restart by `supervise`, the chaos
+        scenarios'. `binary`: the restate-server executable (by default the one npm installed), so
+        that a rolling upgrade can start a node on another version. Whether node 1 creates the
+        cluster is decided here, as on the AWS hosts: only while the marker object is not in the
+        local S3 stand-in (see `_provisions`). A node that lost its data and is started again then
+        refuses to start, as Restate detects the loss, rather than create a second cluster.
         """
-        name = self.restate_names[index]
-        data = self.data_dir / name
-        if fresh and data.exists():
-            shutil.rmtree(data)
-        config = self.data_dir / f"{name}.toml"
-        config.parent.mkdir(parents=True, exist_ok=True)
-        config.write_text(self.node_config(index))
-        # Only the memory differs from a host's: three nodes share one laptop.
-        env = {**self._restate_env(), "RESTATE_CONFIG": str(config), "RESTATE_ROCKSDB_TOTAL_MEMORY_SIZE": "64 MB"}
-        env["RESTATE_AUTO_PROVISION"] = "true" if provision else "false"
-        argv = [str(restate_server_binary(self.project_dir)), "--no-logo"]
-        self._spawn(name, argv, env, self.log_dir / f"{name}.log")
+        with self._lock:
+            name = self.restate_names[index]
+            data = self.node_data(index)
+            if fresh and data.exists():
+                shutil.rmtree(data)
+            argv = [str(binary or self.restate_binary or restate_server_binary(self.project_dir)), "--no-logo"]
+            env = {
+                **self._restate_env(),
+                # TCP only: by default restate-server also binds unix sockets inside its base folder,
+                # whose paths fail beyond 107 bytes (a long data folder). Nothing local uses them.
+                "RESTATE_LISTEN_MODE": "tcp",
+                "RESTATE_ROCKSDB_TOTAL_MEMORY_SIZE": "64 MB",  # several nodes, or the tests, share one laptop
+            }
+            if self.cluster is None:
+                env |= {
+                    "RESTATE_BIND_IP": HOST,
+                    "RESTATE_BIND_PORT": str(self.ports.fabric),
+                    "RESTATE_INGRESS__BIND_ADDRESS": f"{HOST}:{self.ports.ingress}",
+                    "RESTATE_ADMIN__BIND_ADDRESS": f"{HOST}:{self.ports.admin}",
+                    "RESTATE_DISABLE_TELEMETRY": "true",
+                    "RESTATE_DEFAULT_NUM_PARTITIONS": str(self.partitions),
+                    **RESTATE_LOCAL_TUNING,
+                }
+                argv += ["--base-dir", str(data), "--node-name", "holiday"]
+            else:
+                config = self.data_dir / f"{name}.toml"
+                config.parent.mkdir(parents=True, exist_ok=True)
+                config.write_text(self.node_config(index))
+                # Only the memory differs from a host's (above), and node 1's flag, decided as a host decides it.
+                provision = index == 0 and self._provisions()
+                if index == 0:
+                    self._provisioning = provision  # the marker is to be written once node 1 answers
+                env |= {"RESTATE_CONFIG": str(config), "RESTATE_AUTO_PROVISION": str(provision).lower()}
+            self._held.discard(index)
+            self._exited.pop(index, None)
+            self._starts.setdefault(index, []).append(time.monotonic())
+            self._spawn(name, argv, env, self.node_log(index))
+
+    def _provisions(self) -> bool:
+        """Whether node 1 is to create the cluster: only if the marker (`Cluster.marker`) is not in the bucket.
+
+        As on the hosts (infra/host/config.py's `provision_steps`): if the stand-in cannot say, node 1
+        joins and does not create a cluster.
+        """
+        assert self.cluster is not None
+        bucket, key = self.cluster.marker
+        try:
+            self.aws_client("s3").head_object(Bucket=bucket, Key=key)
+        except ClientError as err:
+            return str(err.response.get("Error", {}).get("Code")) in ("404", "NoSuchKey", "NotFound")
+        except BotoCoreError:
+            return False
+        return False
+
+    def _provisioned(self) -> None:
+        """Node 1 answers after creating the cluster: write the marker, so that no start creates it again."""
+        if not self._provisioning or self.cluster is None:
+            return
+        bucket, key = self.cluster.marker
+        self.aws_client("s3").put_object(Bucket=bucket, Key=key, Body=b"")
+        self._provisioning = False
+        # And the running process's record says what a start now gets: a restart never carries the flag.
+        process = self.processes.get(self.restate_names[0])
+        if process is not None:
+            process.env["RESTATE_AUTO_PROVISION"] = "false"
+
+    def stop_node(self, index: int) -> None:
+        """Stop node `index` (0 for the single node) as systemd stops its container on a host: SIGTERM,
+        then SIGKILL after RESTATE_STOP_GRACE_S. `supervise` leaves it down until `start_node`."""
+        with self._lock:
+            self._held.add(index)
+        process = self.processes.get(self.restate_names[index])
+        if process is not None:
+            process.stop(RESTATE_STOP_GRACE_S)
 
     def kill_node(self, index: int) -> None:
-        """SIGKILL node `index`, as a lost host."""
+        """SIGKILL node `index`, as a lost host. `supervise` leaves it down until `start_node`."""
+        with self._lock:
+            self._held.add(index)
         self.processes[self.restate_names[index]].kill()
 
-    def _wait_for_node(self, index: int) -> None:
+    def wait_for_node(self, index: int, timeout: float = 60) -> None:
+        """Until node `index` answers on its admin and ingress ports; a StackError at `timeout`, or at once
+        (with the end of its log) if the node exits meanwhile."""
         admin, ingress = self.admin_urls[index], self.ingress_urls[index]
         name = self.restate_names[index]
-        wait_until(http_ok(f"{admin}/health"), f"{name} admin on {admin}", timeout=60)
-        wait_until(http_ok(f"{ingress}/restate/health"), f"{name} ingress on {ingress}", timeout=60)
+        wait_until(self._answers(index, f"{admin}/health"), f"{name} admin on {admin}", timeout=timeout)
+        if index == 0:
+            self._provisioned()
+        wait_until(self._answers(index, f"{ingress}/restate/health"), f"{name} ingress on {ingress}", timeout)
+
+    def _answers(self, index: int, url: str) -> Callable[[], bool]:
+        """`http_ok(url)`, failing at once if node `index` has exited."""
+        ok = http_ok(url)
+        process = self.processes[self.restate_names[index]]
+
+        def check() -> bool:
+            if not process.alive:
+                raise StackError(self._exit_message(index))
+            return ok()
+
+        return check
+
+    def _exit_message(self, index: int) -> str:
+        """Why node `index` is not running: `restate-2 exited (code 1): <its log's last line> (see <log>)`."""
+        process, log = self.processes[self.restate_names[index]], self.node_log(index)
+        return f"{process.name} {describe_exit(process.returncode)}: {last_line(log)} (see {log})"
 
     def start_services(self) -> None:
         env = {
@@ -503,8 +658,9 @@ class LocalStack:
 
     def crash_restate(self) -> None:
         """SIGKILL restate-server and start it again on the same data, as after a host crash."""
-        self.processes["restate"].kill()
-        self.start_restate(fresh=False)
+        self.kill_node(0)
+        self.start_node(0)
+        self.wait_for_node(0)
 
     def register(self) -> None:
         """Tell Restate where the services are (force: replace an earlier registration)."""

@@ -86,6 +86,15 @@ class Process:
     def alive(self) -> bool:
         return self.popen is not None and self.popen.poll() is None
 
+    @property
+    def returncode(self) -> int | None:
+        """Its exit code once it has exited (negative: the signal that ended it); None while it runs."""
+        return None if self.popen is None else self.popen.poll()
+
+    @property
+    def pid(self) -> int | None:
+        return None if self.popen is None else self.popen.pid
+
     def stop(self, timeout: float = 5.0) -> bool:
         """SIGTERM, then SIGKILL if it has not gone within `timeout`. True if it exited by itself."""
         by_itself = True

@@ -7,15 +7,19 @@ and to the local S3 stand-in where the partition snapshots go.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import tomllib
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from holiday_tools.devstack import SNAPSHOT_BUCKET, LocalStack, Mode, NodePorts, Ports
+from holiday_tools.devstack import SNAPSHOT_BUCKET, LocalStack, Mode, NodePorts, Ports, StackError
+from holiday_tools.processes import Process
 from infra.host.config import CLUSTER_PARTITIONS, Cluster, NodeLayout, restate_config
 from tests.support import BOOKED, PROJECT_DIR, poll, statuses
 
@@ -26,9 +30,12 @@ NODES = 3
 def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     ports = Ports.free()
     mode: Mode = request.param
+    # A long folder: restate-server's unix sockets in it would pass the system's 107-byte limit.
+    data_dir = tmp_path_factory.mktemp(f"cluster-{mode}") / ("a-long-data-folder-" * 5)
+    assert len(str(data_dir)) > 110
     stack = LocalStack(
         PROJECT_DIR,
-        tmp_path_factory.mktemp(f"cluster-{mode}"),
+        data_dir,
         ports,
         mode=mode,
         nodes=NODES,
@@ -146,17 +153,53 @@ def test_each_node_runs_the_aws_hosts_configuration_but_for_addresses_and_folder
     assert here["advertised-address"] == cluster.cluster.peers[index]
 
 
+def test_any_data_folder_works_as_nodes_listen_on_tcp_only(cluster: LocalStack) -> None:
+    assert len(str(cluster.data_dir)) > 110  # the fixture's: the nodes started in it, and every test uses them
+    assert not list(cluster.data_dir.rglob("*.sock"))
+
+
+def restarted_by_supervisor(cluster: LocalStack, index: int, old: Process) -> Process:
+    """The node's new process, once `supervise` (what `holiday dev` runs) has started it again."""
+
+    def tick() -> Process:
+        assert cluster.supervise(lambda _line: None) is None
+        return cluster.processes[cluster.restate_names[index]]
+
+    return poll(tick, lambda process: process is not old, "the supervisor to start the node again", timeout=10)
+
+
+def environment(process: Process) -> dict[str, str]:
+    entries = Path(f"/proc/{process.pid}/environ").read_bytes().decode().split("\0")
+    return dict(entry.split("=", 1) for entry in entries if "=" in entry)
+
+
 def test_a_node_that_lost_its_data_refuses_to_start_rather_than_create_a_second_cluster(cluster: LocalStack) -> None:
     # Runs last in this module: node 1 stays down. It is the node that created the cluster, at its first start.
-    cluster.kill_node(0)
-    shutil.rmtree(cluster.data_dir / cluster.restate_names[0])
-    cluster.start_node(0)
-    node = cluster.processes[cluster.restate_names[0]]
-    poll(lambda: node.alive, lambda alive: not alive, "node 1 to refuse to start", timeout=60)
-    log = (cluster.log_dir / f"{cluster.restate_names[0]}.log").read_text(errors="replace")
+    assert cluster.cluster is not None
+    bucket, key = cluster.cluster.marker
+    cluster.aws_client("s3").head_object(Bucket=bucket, Key=key)  # written once node 1 answered
+    assert all(p.env.get("RESTATE_AUTO_PROVISION") != "true" for p in cluster.processes.values())
+    # Node 1 exits by itself: started again as `holiday dev` does, it is not told to create the cluster.
+    first = cluster.processes[cluster.restate_names[0]]
+    assert first.pid is not None
+    os.kill(first.pid, signal.SIGTERM)
+    second = restarted_by_supervisor(cluster, 0, first)
+    assert environment(second)["RESTATE_AUTO_PROVISION"] == "false"
+    cluster.wait_for_node(0)
+    # Then it crashes and its disk is lost: started again, it refuses to, saying why.
+    assert second.pid is not None
+    os.kill(second.pid, signal.SIGKILL)
+    poll(lambda: second.alive, lambda alive: not alive, "node 1 to die")
+    shutil.rmtree(cluster.node_data(0))
+    third = restarted_by_supervisor(cluster, 0, second)
+    assert environment(third)["RESTATE_AUTO_PROVISION"] == "false"
+    with pytest.raises(StackError, match="restate-1 exited"):  # at once, not after a minute
+        cluster.wait_for_node(0)
+    log = cluster.node_log(0).read_text(errors="replace")
     assert "lost its data" in log
     # The other two nodes go on serving, and know every trip.
     booked = post(f"{cluster.ingress_urls[1]}/trips/reserve", {})
     assert booked.status_code == 200, booked.text
     looked_up = httpx.get(f"{cluster.ingress_urls[2]}/trip/{booked.json()['trip_id']}/status", timeout=30)
     assert looked_up.json()["status"] == "succeeded"
+    cluster.stop_node(0)  # not started again by the supervisor, nor by anyone

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from holiday_tools.cli import _banner, main
-from holiday_tools.devstack import LocalStack
+from holiday_tools.devstack import LocalStack, Ports
 from tests.support import PROJECT_DIR
 
 WIDTH = 100
@@ -139,6 +139,36 @@ def test_every_line_of_every_command_fits_in_100_columns(trip_id: str, stack: Lo
     outputs["audit"] = audit.output
     assert all(outputs.values())
     assert {name: too_wide(out) for name, out in outputs.items()} == {name: [] for name in outputs}
+
+
+def audit(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, ["audit", *args])
+    return result.exit_code, result.output
+
+
+def test_audit_fails_in_one_line_naming_an_admin_api_nobody_answers(stack: LocalStack) -> None:
+    nobody = f"http://127.0.0.1:{Ports.free().admin}"
+    code, out = audit("--aws-endpoint", stack.aws_url, "--admin", nobody)
+    assert code == 1, out
+    assert "invocations retrying or paused: not known (see below)" in out
+    report, error = out.split("error: ")
+    assert report.startswith("trips: ")  # the tables were checked all the same
+    assert " ".join(error.split()).startswith(f"could not query Restate's admin API at {nobody}: ")
+    assert too_wide(out) == []
+
+
+def test_audit_without_an_admin_api_says_it_did_not_look_at_invocations(stack: LocalStack) -> None:
+    code, out = audit("--aws-endpoint", stack.aws_url, "--admin", "")
+    assert "invocations retrying or paused: not looked at (no admin API given)" in out
+    assert "error" not in out
+    assert code == (0 if "no invariant violations" in out else 1), out
+
+
+def test_audit_fails_when_it_cannot_read_the_tables() -> None:
+    nobody = f"http://127.0.0.1:{Ports.free().aws}"
+    code, out = audit("--aws-endpoint", nobody, "--admin", "")
+    assert code == 1, out
+    assert out.startswith("error: cannot read the tables: "), out
 
 
 def test_the_banner_fits_and_its_commands_work_as_printed(stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> None:

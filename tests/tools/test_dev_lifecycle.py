@@ -7,6 +7,7 @@ would notice afterwards: the exit, what was printed, and that no process and no 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -21,7 +22,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from holiday_tools.devstack import Ports
+from holiday_tools import devstack
+from holiday_tools.devstack import LocalStack, Ports, StackError, unrouted
 from tests.support import PROJECT_DIR, alive, children_of, poll
 
 
@@ -51,9 +53,9 @@ class Dev:
         return "".join(self.output)
 
 
-def start_dev(mode: str, data_dir: Path, ports: Ports | None = None) -> Dev:
+def start_dev(mode: str, data_dir: Path, ports: Ports | None = None, nodes: int = 1) -> Dev:
     ports = ports or Ports.free()
-    flags = [f"--{name}-port={port}" for name, port in vars(ports).items()] + [f"--mode={mode}"]
+    flags = [f"--{name}-port={port}" for name, port in vars(ports).items()] + [f"--mode={mode}", f"--nodes={nodes}"]
     popen = subprocess.Popen(
         [sys.executable, "-m", "holiday_tools.cli", "dev", *flags, "--data-dir", str(data_dir)],
         cwd=PROJECT_DIR,
@@ -75,7 +77,7 @@ def start_dev(mode: str, data_dir: Path, ports: Ports | None = None) -> Dev:
         ready.set()
 
     threading.Thread(target=read, daemon=True).start()
-    assert ready.wait(90), dev.printed()
+    assert ready.wait(120), dev.printed()
     assert popen.poll() is None, dev.printed()
     return dev
 
@@ -217,3 +219,133 @@ def test_when_the_services_die_dev_says_so_and_their_log_is_where_it_points(
     # (wrapped to the terminal's 100 columns, between words)
     assert f"error: services stopped unexpectedly; see the logs in {logs}" in " ".join(dev.printed().split())
     assert "trips: trip=" in (logs / "services.log").read_text()  # the trip it booked, in the services' own log
+
+
+def cluster_ports() -> Ports:
+    """Free ports for `holiday dev --nodes 3`: nodes 2 and 3 use the ingress, admin and fabric ports plus 1 and 2."""
+    for _ in range(50):
+        ports = Ports.free()
+        nodes = [port + n for port in (ports.ingress, ports.admin, ports.fabric) for n in (1, 2)]
+        if not set(nodes) & set(vars(ports).values()) and all(bindable(port) for port in nodes):
+            return ports
+    raise AssertionError("no free ports for three nodes")
+
+
+def bindable(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def restate_servers(dev: Dev) -> dict[int, str]:
+    """pid -> node name ("restate-2") of each restate-server `holiday dev` runs, from their command lines."""
+    found = {}
+    for pid in children_of(dev.popen.pid):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            config = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue  # gone meanwhile
+        if argv[0].endswith(b"/restate-server"):
+            [path] = [v for v in config if v.startswith(b"RESTATE_CONFIG=")]
+            found[pid] = Path(path.decode()).stem
+    return found
+
+
+def test_dev_starts_a_cluster_node_that_exits_again_and_every_keyed_caller_gets_its_trip(
+    tmp_path: Path, dev_stacks: list[Dev]
+) -> None:
+    dev = start_dev("http", tmp_path, cluster_ports(), nodes=3)
+    dev_stacks.append(dev)
+    ingresses = [f"http://127.0.0.1:{dev.ports.ingress + n}" for n in range(3)]
+    first = restate_servers(dev)
+    assert sorted(first.values()) == ["restate-1", "restate-2", "restate-3"]
+    answers: dict[str, httpx.Response] = {}
+    started = threading.Event()
+
+    def reserve(trip_id: str, n: int) -> httpx.Response:
+        """As a caller that has read the README: its own key, asked again (of the next node) until it gets an answer."""
+        deadline = time.monotonic() + 90
+        while True:
+            ingress = ingresses[n % 3]
+            n += 1
+            try:
+                response = httpx.post(
+                    f"{ingress}/trips/reserve",
+                    json={"trip_id": trip_id},
+                    headers={"idempotency-key": f"key-{trip_id}"},
+                    timeout=30,
+                )
+                if response.status_code < 500 and not unrouted(response):
+                    return response
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, f"no answer for {trip_id}"
+            time.sleep(0.2)
+
+    def caller(n: int) -> None:
+        for i in range(3):
+            trip_id = f"c{n}-{i}"
+            answers[trip_id] = reserve(trip_id, n)
+            started.set()
+
+    with ThreadPoolExecutor(24) as pool:
+        calls = [pool.submit(caller, n) for n in range(24)]
+        assert started.wait(60)
+        for pid in first:
+            os.kill(pid, signal.SIGTERM)  # as a rolling restart, or `docker stop`, stops a node
+        for call in calls:
+            call.result()
+    assert len(answers) == 72
+    assert {trip_id: (r.status_code, r.json().get("trip_id")) for trip_id, r in answers.items()} == {
+        trip_id: (200, trip_id) for trip_id in answers
+    }
+    assert dev.popen.poll() is None, dev.printed()  # still running
+    again = restate_servers(dev)
+    assert sorted(again.values()) == ["restate-1", "restate-2", "restate-3"]
+    assert not set(again) & set(first)  # each one a new process
+    restarted = re.findall(r"^(restate-\d) exited \(.+\); started it again on its data", dev.printed(), re.M)
+    assert sorted(restarted) == ["restate-1", "restate-2", "restate-3"], dev.printed()
+    family = children_of(dev.popen.pid)
+    dev.popen.send_signal(signal.SIGINT)
+    assert_stopped_cleanly(dev, family)
+
+
+def failing_server(tmp_path: Path) -> Path:
+    """A restate-server that fails at start, as one whose socket path was too long did."""
+    failing = tmp_path / "restate-server"
+    failing.write_text("#!/bin/sh\necho 'starting'\necho 'Error: path must be shorter than SUN_LEN' >&2\nexit 1\n")
+    failing.chmod(0o755)
+    return failing
+
+
+def test_a_node_that_exits_while_awaited_is_reported_at_once_with_its_last_log_line(tmp_path: Path) -> None:
+    failing = failing_server(tmp_path)
+    stack = LocalStack(PROJECT_DIR, tmp_path / "data", Ports.free())
+    stack.start_node(0, binary=failing)
+    began = time.monotonic()
+    with pytest.raises(StackError) as raised:
+        stack.wait_for_node(0)
+    assert time.monotonic() - began < 5  # not the 60 s timeout
+    log = tmp_path / "data" / "logs" / "restate.log"
+    assert str(raised.value) == f"restate exited (code 1): Error: path must be shorter than SUN_LEN (see {log})"
+
+
+def test_a_node_that_keeps_exiting_is_started_again_up_to_the_limit_then_stops_the_stack(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(devstack, "RESTART_DELAY_S", 0.1)  # 1 s in `holiday dev`
+    stack = LocalStack(PROJECT_DIR, tmp_path / "data", Ports.free())
+    stack.start_node(0, binary=failing_server(tmp_path))  # the supervisor starts it again on the same binary
+    said: list[str] = []
+    fatal = poll(lambda: stack.supervise(said.append), lambda fatal: fatal is not None, "the start limit", timeout=20)
+    assert said == [
+        f"restate exited (code 1); started it again on its data, as systemd does on a host (log: {stack.node_log(0)})"
+    ] * (devstack.RESTART_LIMIT - 1)
+    assert fatal == (
+        f"restate exited (code 1): Error: path must be shorter than SUN_LEN (see {stack.node_log(0)}); "
+        f"it started {devstack.RESTART_LIMIT} times within 30 s, so it is not started again"
+    )
