@@ -90,11 +90,11 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	@# The EC2 host's boot script, as rendered for each TLS mode (a single node, and a cluster's node 2), and
-	@# the script that copies its ingress key.
+	@# the scripts it installs: the ingress key's copy and the readiness check.
 	for tls in self-signed load-balancer; do \
 	  for node in "" "--node 2"; do $(BIN)/python -m infra.host $$tls $$node | $(BIN)/shellcheck - || exit 1; done; \
 	done
-	$(BIN)/shellcheck infra/host/ingress_key.sh
+	$(BIN)/shellcheck infra/host/ingress_key.sh infra/host/restate_ready.sh
 
 fmt: install
 	$(BIN)/ruff check --fix .

@@ -60,14 +60,16 @@ class RestateStack(Stack):
 
     def _self_hosted(self, settings: DeploymentSettings) -> RestateEndpoint:
         # Public subnets for the nodes, isolated ones (no route out) for the registration function:
-        # no NAT gateway to pay for. A cluster has a node in each of three zones; this stack names
-        # no account and region, so the zones are picked at deploy (CDK alone would pick two).
+        # no NAT gateway to pay for. A cluster has a node in each of three zones. The zones are the ones
+        # `availabilityZones` names, node 1's first; else, since this stack names no account and region,
+        # the region's first ones as CloudFormation lists them at deploy (CDK alone would pick two).
         single = settings.restate_nodes == 1
+        zones = list(settings.availability_zones) if settings.availability_zones else None
         vpc = ec2.Vpc(
             self,
             "Vpc",
-            max_azs=2 if single else None,
-            availability_zones=None if single else _zones(settings.restate_nodes),
+            max_azs=2 if single and zones is None else None,
+            availability_zones=zones or (None if single else _zones(settings.restate_nodes)),
             nat_gateways=0,
             subnet_configuration=[
                 ec2.SubnetConfiguration(name="public", subnet_type=ec2.SubnetType.PUBLIC, cidr_mask=24),

@@ -113,11 +113,27 @@ def host_role(template: dict[str, Any]) -> str:
     return str(role)
 
 
+def node_groups(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The Restate hosts' Auto Scaling groups by logical id, node 1 first (`RestateNode1ASG...`)."""
+    return dict(sorted(resources(template, "AWS::AutoScaling::AutoScalingGroup").items()))
+
+
+def launch_data(template: dict[str, Any], group_id: str) -> dict[str, Any]:
+    """What the group `group_id` launches: its launch template's LaunchTemplateData."""
+    reference = template["Resources"][group_id]["Properties"]["LaunchTemplate"]["LaunchTemplateId"]["Ref"]
+    data: dict[str, Any] = template["Resources"][reference]["Properties"]["LaunchTemplateData"]
+    return data
+
+
+def hosts(template: dict[str, Any]) -> list[dict[str, Any]]:
+    """What each Restate host launches (its LaunchTemplateData), node 1 first."""
+    return [launch_data(template, group_id) for group_id in node_groups(template)]
+
+
 def host_group(template: dict[str, Any]) -> str:
-    """The logical id of the Restate nodes' security group: the one group of every instance."""
-    instances = resources(template, "AWS::EC2::Instance").values()
-    interfaces = [interface for i in instances for interface in i["Properties"]["NetworkInterfaces"]]
-    [group] = {group["Fn::GetAtt"][0] for interface in interfaces for group in interface["GroupSet"]}
+    """The logical id of the Restate nodes' security group: the one group of every host."""
+    interfaces = [interface for data in hosts(template) for interface in data["NetworkInterfaces"]]
+    [group] = {group["Fn::GetAtt"][0] for interface in interfaces for group in interface["Groups"]}
     return str(group)
 
 
@@ -131,3 +147,32 @@ def grants_on(templates: Templates, logical_id: str) -> dict[str, set[str]]:
                     for role in policy["Properties"]["Roles"]:
                         found.setdefault(role["Ref"], set()).update(as_list(statement["Action"]))
     return found
+
+
+def only_host(template: dict[str, Any]) -> dict[str, Any]:
+    """What the single Restate node launches (its LaunchTemplateData)."""
+    [data] = hosts(template)
+    return data
+
+
+def node_interfaces(template: dict[str, Any]) -> list[str]:
+    """Each node's own network interface (the one its boot script attaches), node 1 first."""
+    found = []
+    for data in hosts(template):
+        [interface] = [i for i in resources(template, "AWS::EC2::NetworkInterface") if mentions(data["UserData"], i)]
+        found.append(interface)
+    return found
+
+
+def host_policies(group: dict[str, Any]) -> dict[str, Any]:
+    """How CloudFormation creates and updates a host's Auto Scaling group: its signal and rolling-update settings."""
+    signal = group.get("CreationPolicy", {}).get("ResourceSignal", {})
+    rolling = group.get("UpdatePolicy", {}).get("AutoScalingRollingUpdate", {})
+    return {
+        "Count": signal.get("Count"),
+        "Timeout": signal.get("Timeout"),
+        "WaitOnResourceSignals": rolling.get("WaitOnResourceSignals"),
+        "PauseTime": rolling.get("PauseTime"),
+        "MaxBatchSize": rolling.get("MaxBatchSize"),
+        "MinInstancesInService": rolling.get("MinInstancesInService"),
+    }

@@ -3,24 +3,27 @@
 from __future__ import annotations
 
 from aws_cdk import CfnOutput, Duration, RemovalPolicy
+from aws_cdk import aws_autoscaling as autoscaling
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from infra.constructs.restate_host import (
+    Hosts,
     admin_url,
     data_volume,
     host_role,
     ingress_balancer,
     ingress_key,
-    node_instance,
+    node_group,
+    node_interface,
     node_log_group,
     node_security_groups,
     private_name,
     private_zone,
 )
-from infra.host.config import Cluster, NodeLayout, boot_script
+from infra.host.config import Cluster, NodeLayout
 from infra.nag import acknowledge, arn_finding
 from infra.settings import DeploymentSettings
 
@@ -37,13 +40,15 @@ class RestateCluster(Construct):
       self-signed certificate. Either way nginx refuses any call without the ingress key;
     - admin (9070): only from `admin_clients`, at `admin.<zone>`, a private name of all three nodes;
     - fabric (5122): only between the nodes, which find each other at `node-1.<zone>` to
-      `node-3.<zone>`: private names that follow a replaced instance;
+      `node-3.<zone>`: private names of the nodes' fixed addresses;
     - partition snapshots: in `snapshots`, a bucket that only the nodes' role may read and write,
       reached through a gateway endpoint in the VPC;
     - logs to the CloudWatch log group of `settings` (streams `restate-2`, `nginx-2` for node 2),
       traces to X-Ray.
 
-    Each node keeps its data on its own volume in its zone, which a replacement instance takes over.
+    Each node is an Auto Scaling group of one (see `node_group`) and keeps its data on its own volume in
+    its zone, which a replacement instance takes over with the node's fixed private address. The groups
+    depend on each other in a chain, so CloudFormation replaces the nodes one at a time.
     """
 
     def __init__(
@@ -62,48 +67,31 @@ class RestateCluster(Construct):
         self.security_group.add_ingress_rule(
             self.security_group, ec2.Port.tcp(FABRIC_PORT), "Restate fabric between the cluster nodes"
         )
-        self.role = host_role(self, volumes, self.log_group)
+        interfaces = [
+            node_interface(self, f"Interface{n}", subnet, self.security_group) for n, subnet in enumerate(subnets, 1)
+        ]
+        self.role = host_role(self, volumes, self.log_group, interfaces)
         self.snapshots = self._snapshots(vpc)
         self.ingress_key = ingress_key(self, self.role) if settings.ingress_key else None
 
         zone = private_zone(self, vpc, settings)
         peers = tuple(f"http://node-{n}.{zone.zone_name}:{FABRIC_PORT}" for n in range(1, nodes + 1))
         cluster = Cluster(peers=peers, snapshots=f"s3://{self.snapshots.bucket_name}/{SNAPSHOT_PREFIX}")
-        self.instances: list[ec2.Instance] = []
-        for index, (subnet, volume) in enumerate(zip(subnets, volumes, strict=True)):
-            script = boot_script(
-                tls="self-signed" if settings.certificate_arn is None else "load-balancer",
-                ingress_key_secret=self.ingress_key.secret_arn if self.ingress_key else None,
-                volume_id=volume.volume_id,
-                log_group=self.log_group.log_group_name,
-                cluster=cluster,
-                index=index,
+        self.groups: list[autoscaling.AutoScalingGroup] = []
+        shared = Hosts(vpc, self.security_group, self.role, settings, self.log_group, self.ingress_key, cluster)
+        for index, (subnet, volume, interface) in enumerate(zip(subnets, volumes, interfaces, strict=True)):
+            group = node_group(
+                self, f"Node{index + 1}", shared, subnet=subnet, volume=volume, interface=interface, index=index
             )
-            instance = node_instance(
-                self,
-                f"Instance{index + 1}",
-                vpc=vpc,
-                subnet=subnet,
-                security_group=self.security_group,
-                role=self.role,
-                script=script,
-            )
-            private_name(self, f"NodeRecord{index + 1}", zone, f"node-{index + 1}", [instance])
-            acknowledge(
-                instance,
-                "EC29",
-                "A node of the cluster; termination protection would block CloudFormation from replacing it, "
-                "and its data lives on a separate volume that survives replacement.",
-            )
-            self.instances.append(instance)
-        self.admin_url = admin_url(self, zone, self.instances)
-        self.ingress_url = ingress_balancer(
-            self,
-            vpc,
-            settings,
-            hosts=self.security_group,
-            instances=self.instances,
-        )
+            if self.groups:
+                # One node at a time: CloudFormation updates (and creates) a group only once the one it depends
+                # on is done, so a change that replaces the hosts replaces node 1, waits for its signal (alive,
+                # every partition replicated again), then node 2, then node 3. Two are always serving.
+                group.node.add_dependency(self.groups[-1])
+            private_name(self, f"NodeRecord{index + 1}", zone, f"node-{index + 1}", [interface.address])
+            self.groups.append(group)
+        self.admin_url = admin_url(self, zone, [interface.address for interface in interfaces])
+        self.ingress_url = ingress_balancer(self, vpc, settings, hosts=self.security_group, groups=self.groups)
         CfnOutput(self, "AdminUrl", value=self.admin_url, description="Reachable only from inside the VPC")
 
     def _snapshots(self, vpc: ec2.IVpc) -> s3.Bucket:

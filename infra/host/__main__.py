@@ -8,11 +8,14 @@ from __future__ import annotations
 import sys
 from typing import get_args
 
-from infra.host.config import Cluster, TlsMode, boot_script
+from infra.host.config import Cluster, Signal, TlsMode, boot_script
 
 SAMPLE_VOLUME = "vol-0123456789abcdef0"
 SAMPLE_LOG_GROUP = "/restate/restate"
 SAMPLE_SECRET = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:IngressKey-AbCdEf"
+SAMPLE_INTERFACE = "eni-0123456789abcdef0"
+SAMPLE_ADDRESS = "10.0.0.228"
+SAMPLE_SIGNAL = Signal("RestateStack", "RestateNode1A1B2C3D4")
 SAMPLE_CLUSTER = Cluster(
     peers=tuple(f"http://node-{n}.restate-holiday-restate.internal:5122" for n in (1, 2, 3)),
     snapshots="s3://restatestack-restatesnapshots-0123456789ab/snapshots",
@@ -32,6 +35,9 @@ def main(argv: list[str]) -> None:
             ingress_key_secret=SAMPLE_SECRET,
             volume_id=SAMPLE_VOLUME,
             log_group=SAMPLE_LOG_GROUP,
+            interface=SAMPLE_INTERFACE,
+            address=SAMPLE_ADDRESS,
+            signal=SAMPLE_SIGNAL,
             cluster=None if node is None else SAMPLE_CLUSTER,
             index=0 if node is None else int(node[1]) - 1,
         )

@@ -8,6 +8,7 @@ renderings, changing only the addresses and paths in `NodeLayout` and
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 from collections.abc import Mapping
@@ -39,6 +40,15 @@ FRONT_DIR = "/etc/restate-ingress"  # nginx's configuration, certificate and ing
 FRONT_UNIT = "restate-ingress.service"  # nginx
 KEY_UNIT = "restate-ingress-key"  # a timer and the service it runs: the key's copy
 KEY_REFRESH_S = 60  # how often the host reads the key again: a rotated key is in use within about this
+# Ready to serve: the check the boot script runs before it signals CloudFormation, and the local rolling rehearsal too.
+READY_SCRIPT = Path(__file__).resolve().parent / "restate_ready.sh"
+READY_COMMAND = "/usr/local/bin/restate-ready"
+# The journal of the host's units, as a file that the CloudWatch agent sends to the log group.
+JOURNAL_UNIT = "restate-journal.service"
+JOURNAL_FILE = "/var/log/restate-units.log"
+BOOT_LOG = "/var/log/cloud-init-output.log"  # the boot script's own output
+CLOUDWATCH_AGENT_CONFIG = "/opt/aws/amazon-cloudwatch-agent/etc/restate-logs.json"
+CLOUDWATCH_AGENT_CTL = "/opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl"
 # Where TLS ends: at nginx on the host with a self-signed certificate, or at a load balancer with an ACM
 # certificate that passes plain HTTP to nginx. Either way nginx checks the key in front of Restate.
 TlsMode = Literal["self-signed", "load-balancer"]
@@ -373,7 +383,11 @@ def units(tls: TlsMode, ingress_key_secret: str | None, node: int | None = None)
         prepare=copy_key,  # the key is in place before nginx reads its configuration
         reload_signal="HUP",  # nginx reloads its configuration gracefully
     )  # fmt: skip
-    found = {"restate.service": restate, "otel.service": otel, FRONT_UNIT: front}
+    found = {
+        "restate.service": restate,
+        "otel.service": otel,
+        FRONT_UNIT: front,
+    }
     if copy_key is not None:
         found[f"{KEY_UNIT}.service"] = f"""\
 [Unit]
@@ -398,7 +412,57 @@ AccuracySec=5s
 [Install]
 WantedBy=timers.target
 """
-    return found
+    # First: the script writes and starts it early, so the journal of every other unit is sent from the start.
+    return {JOURNAL_UNIT: journal_unit(list(found)), **found}
+
+
+def journal_unit(followed: list[str]) -> str:
+    """Follows the journal of the host's units `followed` (and Docker's) into JOURNAL_FILE, for the agent."""
+    units = " ".join(f"--unit={name}" for name in ["docker.service", *followed])
+    return f"""\
+[Unit]
+Description=The journal of the Restate host's units, in {JOURNAL_FILE} for the CloudWatch agent
+
+[Service]
+ExecStart=/usr/bin/journalctl --boot --follow --lines=all --output=short-iso {units}
+StandardOutput=append:{JOURNAL_FILE}
+Restart=always
+RestartSec=5
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+def cloudwatch_agent_config(node: int | None) -> str:
+    """What the CloudWatch agent sends to the node's log group: the boot's output and the units' journal.
+
+    Streams are per instance (`cloud-init-2-i-0abc...`), so a replaced host's boot stays beside its successor's.
+    `${LOG_GROUP}` is filled in at boot.
+    """
+    files = [
+        {
+            "file_path": path,
+            "log_group_name": "${LOG_GROUP}",
+            "log_stream_name": f"{log_stream(name, node)}-{{instance_id}}",
+        }
+        for path, name in ((BOOT_LOG, "cloud-init"), (JOURNAL_FILE, "units"))
+    ]
+    return json.dumps({"logs": {"logs_collected": {"files": {"collect_list": files}}}}, indent=2) + "\n"
+
+
+def log_shipping(node: int | None, journal: str) -> str:
+    """Shell that starts sending the boot's output and the units' journal (the unit `journal` follows it) to
+    the log group, as early as it can."""
+    return "\n".join(
+        [
+            f"cat > {CLOUDWATCH_AGENT_CONFIG} <<EOF_FILE\n{cloudwatch_agent_config(node)}EOF_FILE",
+            f"cat > /etc/systemd/system/{JOURNAL_UNIT} <<'EOF_UNIT'\n{journal}EOF_UNIT",
+            "systemctl daemon-reload",
+            f"systemctl enable --now {JOURNAL_UNIT}",
+            f"retry 10 {CLOUDWATCH_AGENT_CTL} -a fetch-config -m ec2 -s -c file:{CLOUDWATCH_AGENT_CONFIG}",
+        ]
+    )
 
 
 def _heredoc(path: str, content: str) -> str:
@@ -447,18 +511,39 @@ fi"""
     return before, after
 
 
+@dataclass(frozen=True)
+class Signal:
+    """Where the host reports that it is healthy: its stack, and its Auto Scaling group's logical id."""
+
+    stack: str
+    resource: str
+
+
+def ready_command(cluster: Cluster | None) -> str:
+    """The host's readiness check as the boot script runs it (the defaults of restate_ready.sh are the host's)."""
+    if cluster is None:
+        return READY_COMMAND
+    return f"RESTATE_NODES={len(cluster.peers)} RESTATE_REPLICATION={cluster.replication} {READY_COMMAND}"
+
+
 def boot_script(
     *,
     tls: TlsMode,
     ingress_key_secret: str | None,
     volume_id: str,
     log_group: str,
+    interface: str,
+    address: str,
+    signal: Signal,
     cluster: Cluster | None = None,
     index: int = 0,
 ) -> str:
     """The host's user data: bootstrap.sh with its placeholders (between at-signs) filled, every file above in place.
 
     `ingress_key_secret` is the ARN of the key's secret, never the key: the host reads the key at boot.
+    `interface`: the id of the node's own network interface, which holds its fixed private address (and a
+    single node's Elastic IP) and which each of its instances attaches; `address`: that fixed address;
+    `signal`: whom to tell that it is healthy.
     With `cluster`, the host is node `index` of that cluster: its fabric listens for the other nodes,
     and its containers log to streams named after it (`restate-2`, `nginx-2`).
     """
@@ -471,26 +556,39 @@ def boot_script(
     ]
     if ingress_key_secret is not None:
         files += [_heredoc(INGRESS_KEY_COMMAND, INGRESS_KEY_SCRIPT.read_text()), f"chmod 755 {INGRESS_KEY_COMMAND}"]
+    files += [_heredoc(READY_COMMAND, READY_SCRIPT.read_text()), f"chmod 755 {READY_COMMAND}"]
     tls_setup = ":"
     if front.tls:
         make_cert = shlex.join(self_signed_certificate_command(front.certificate, front.key))
         tls_setup = f"[ -f {front.certificate} ] || {make_cert}"
-    host_units = units(tls, ingress_key_secret, None if cluster is None else index + 1)
+    node = None if cluster is None else index + 1
+    host_units = units(tls, ingress_key_secret, node)
     provision_before, provision_after = provision_steps(cluster, index)
     # An unquoted heredoc: the shell fills in ${REGION} and ${LOG_GROUP} at boot.
-    unit_files = [f"cat > /etc/systemd/system/{name} <<EOF_UNIT\n{text}EOF_UNIT" for name, text in host_units.items()]
+    unit_files = [
+        f"cat > /etc/systemd/system/{name} <<EOF_UNIT\n{text}EOF_UNIT"
+        for name, text in host_units.items()
+        if name != JOURNAL_UNIT  # written earlier, with the log shipping
+    ]
     values = {
         "VOLUME_ID": volume_id,
         "LOG_GROUP": log_group,
         "DATA_MOUNT": DATA_MOUNT,
-        "CONFIG_DIRS": f"/etc/restate /etc/otel {FRONT_DIR}",
+        "NODE_INTERFACE": interface,
+        "NODE_ADDRESS": address,
+        "SIGNAL_STACK": signal.stack,
+        "SIGNAL_RESOURCE": signal.resource,
+        "CONFIG_DIRS": f"/etc/restate /etc/otel {FRONT_DIR} {Path(CLOUDWATCH_AGENT_CONFIG).parent}",
+        "LOG_SHIPPING": log_shipping(node, host_units[JOURNAL_UNIT]),
+        "IMAGES": " ".join((RESTATE_IMAGE, OTEL_IMAGE, NGINX_IMAGE)),
         "CONFIG_FILES": "\n".join(files),
         "TLS_SETUP": tls_setup,
         "UNIT_FILES": "\n".join(unit_files),
         "PROVISION": provision_before,
         "PROVISIONED": provision_after,
-        # What starts at boot: the services and the timer (the key's copy runs from them).
-        "UNITS": " ".join(name for name, text in host_units.items() if "[Install]" in text),
+        # What starts once the data volume is mounted: the services and the timer (the key's copy runs from them).
+        "UNITS": " ".join(name for name, text in host_units.items() if "[Install]" in text and name != JOURNAL_UNIT),
+        "READY": ready_command(cluster),
     }
     script = BOOT_SCRIPT.read_text()
     for name, value in values.items():

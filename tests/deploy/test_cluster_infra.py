@@ -6,6 +6,7 @@ Each synthesis runs cdk-nag's AWS Solutions checks too; the rules of what AWS ac
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from collections.abc import Callable
 from typing import Any
@@ -26,12 +27,17 @@ from infra.host.config import (
 )
 from tests.synth import (
     Templates,
+    as_list,
     grants_on,
     host_group,
+    host_policies,
     host_role,
+    hosts,
     ingress_rules,
     joined,
     mentions,
+    node_groups,
+    node_interfaces,
     only,
     resources,
     synth,
@@ -47,14 +53,33 @@ def cluster(synthesized: Callable[[str], Templates]) -> Templates:
 
 
 def nodes(template: dict[str, Any]) -> list[dict[str, Any]]:
-    """The instances' properties, node 1 first (their logical ids are `RestateInstance<n>` and a hash)."""
-    instances = resources(template, "AWS::EC2::Instance")
-    assert len(instances) == NODES
-    return [props["Properties"] for _, props in sorted(instances.items())]
+    """What each node launches (its launch template's data), node 1 first."""
+    found = hosts(template)
+    assert len(found) == NODES
+    return found
 
 
 def node_ids(template: dict[str, Any]) -> list[str]:
-    return sorted(resources(template, "AWS::EC2::Instance"))
+    """The nodes' Auto Scaling groups, node 1 first."""
+    return list(node_groups(template))
+
+
+def subnet_of(template: dict[str, Any], group_id: str) -> str:
+    [subnet] = template["Resources"][group_id]["Properties"]["VPCZoneIdentifier"]
+    return str(subnet["Ref"])
+
+
+def node_addresses(template: dict[str, Any]) -> list[str]:
+    """Each node's fixed private address, node 1 first: that of its own network interface, in the node's subnet."""
+    found = []
+    for group_id, interface_id in zip(node_ids(template), node_interfaces(template), strict=True):
+        interface = template["Resources"][interface_id]["Properties"]
+        subnet = subnet_of(template, group_id)
+        assert interface["SubnetId"] == {"Ref": subnet}
+        cidr = ipaddress.IPv4Network(template["Resources"][subnet]["Properties"]["CidrBlock"])
+        assert ipaddress.IPv4Address(interface["PrivateIpAddress"]) in cidr
+        found.append(str(interface["PrivateIpAddress"]))
+    return found
 
 
 def zone_name(template: dict[str, Any]) -> str:
@@ -70,10 +95,6 @@ def records(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
     }
 
 
-def private_ip(instance_id: str) -> dict[str, Any]:
-    return {"Fn::GetAtt": [instance_id, "PrivateIp"]}
-
-
 # --- the nodes and their data -----------------------------------------------------------------
 
 
@@ -83,17 +104,20 @@ def test_three_nodes_in_three_zones_each_with_its_own_encrypted_volume_in_its_zo
     assert len(volumes) == NODES
     public = {k for k in resources(restate, "AWS::EC2::Subnet") if "public" in k}
     zones, subnets, attached = [], set(), set()
-    for node in nodes(restate):
+    for group_id, node in zip(node_ids(restate), nodes(restate), strict=True):
         assert node["InstanceType"] == "t4g.small"
-        assert {"Key": "restate-holiday:host", "Value": "RestateStack"} in node["Tags"]  # AttachVolume's condition
-        [interface] = node["NetworkInterfaces"]
-        assert interface["SubnetId"]["Ref"] in public
-        subnets.add(interface["SubnetId"]["Ref"])
-        zones.append(node["AvailabilityZone"])
+        # AttachVolume's condition: every instance of the group is tagged as this stack's host.
+        tags = restate["Resources"][group_id]["Properties"]["Tags"]
+        assert {"Key": "restate-holiday:host", "PropagateAtLaunch": True, "Value": "RestateStack"} in tags
+        subnet = subnet_of(restate, group_id)
+        assert subnet in public
+        subnets.add(subnet)
+        zone = restate["Resources"][subnet]["Properties"]["AvailabilityZone"]
+        zones.append(zone)
         # Its own volume, attached at boot by the host (the boot script names it), in the node's zone.
         [volume] = [v for v in volumes if mentions(node["UserData"], v)]
         attached.add(volume)
-        assert volumes[volume]["Properties"]["AvailabilityZone"] == node["AvailabilityZone"]
+        assert volumes[volume]["Properties"]["AvailabilityZone"] == zone
         assert "aws ec2 attach-volume" in joined(node["UserData"])
     assert attached == set(volumes)
     assert len(subnets) == NODES
@@ -139,11 +163,14 @@ def test_nodes_find_each_other_and_the_admin_api_at_private_names_that_follow_th
     restate, holiday = cluster
     found = records(restate)
     assert set(found) == {"admin", *(f"node-{n}" for n in range(1, NODES + 1))}
-    ids = node_ids(restate)
-    for n, instance in enumerate(ids, start=1):
-        assert found[f"node-{n}"]["ResourceRecords"] == [private_ip(instance)]
+    addresses = node_addresses(restate)
+    assert len(set(addresses)) == NODES
+    for n, (address, node) in enumerate(zip(addresses, nodes(restate), strict=True), start=1):
+        assert found[f"node-{n}"]["ResourceRecords"] == [address]
+        # The node takes over its address at boot, whichever instance it is.
+        assert f"NODE_ADDRESS='{address}'" in joined(node["UserData"])
     # The registration function reaches the admin API at any of the three.
-    assert found["admin"]["ResourceRecords"] == [private_ip(i) for i in ids]
+    assert found["admin"]["ResourceRecords"] == addresses
     for record in found.values():
         assert (record["Type"], record["TTL"]) == ("A", "30")
     zone = only(restate, "AWS::Route53::HostedZone")["Properties"]
@@ -256,7 +283,10 @@ def test_a_load_balancer_over_the_three_zones_passes_the_ingress_to_nginx_on_eve
     assert ("Certificates" in listener) == (tls == "load-balancer")
     group = only(restate, "AWS::ElasticLoadBalancingV2::TargetGroup")["Properties"]
     assert (group["Port"], group["Protocol"]) == (port, "TCP")
-    assert group["Targets"] == [{"Id": {"Ref": instance}, "Port": port} for instance in node_ids(restate)]
+    # Each node's group registers whichever instance it runs.
+    target_group = only_key(restate, "AWS::ElasticLoadBalancingV2::TargetGroup")
+    for group_id in node_ids(restate):
+        assert restate["Resources"][group_id]["Properties"]["TargetGroupARNs"] == [{"Ref": target_group}]
     for node in nodes(restate):
         user_data = joined(node["UserData"])
         assert nginx_config(FrontLayout.for_host(tls), keyed=True) in user_data
@@ -290,7 +320,7 @@ def test_an_open_cluster_ingress_has_no_key(lambda_assets: list[AssetReport]) ->
     for node in nodes(restate):
         user_data = joined(node["UserData"])
         assert nginx_config(FrontLayout(), keyed=False) in user_data
-        assert "restate-ingress-key" not in user_data
+        assert "restate-ingress-key" not in user_data  # no key script, unit or timer, and no journal of them
 
 
 # --- what the services stack sees -------------------------------------------------------------
@@ -318,3 +348,58 @@ def test_a_single_node_keeps_its_vpc_of_two_zones(synthesized: Callable[[str], T
     assert len(resources(restate, "AWS::EC2::Subnet")) == 6
     assert not resources(single, "AWS::S3::Bucket")
     assert not resources(single, "AWS::EC2::VPCEndpoint")
+
+
+# --- replacing the nodes ----------------------------------------------------------------------
+
+
+def depends_on(template: dict[str, Any], logical_id: str) -> set[str]:
+    return set(as_list(template["Resources"][logical_id].get("DependsOn", [])))
+
+
+@pytest.mark.parametrize("mode", ["cluster", "cluster-acm"])
+def test_cluster_nodes_are_replaced_one_at_a_time_each_after_the_previous_has_signalled(
+    mode: str, synthesized: Callable[[str], Templates]
+) -> None:
+    # Guards against the old independent instances, which CloudFormation replaced all at once (quorum lost).
+    restate, _ = synthesized(mode)
+    groups = node_ids(restate)
+    assert len(groups) == NODES
+    for n, group_id in enumerate(groups):
+        # Node n+1 waits for node n's group (updated only on its signal), and for no later node.
+        assert depends_on(restate, group_id) & set(groups) == set(groups[n - 1 : n] if n else [])
+        policies = host_policies(restate["Resources"][group_id])
+        assert policies == {
+            "Count": 1,
+            "Timeout": policies["Timeout"],
+            "WaitOnResourceSignals": True,
+            "PauseTime": policies["Timeout"],
+            "MaxBatchSize": 1,
+            "MinInstancesInService": 0,
+        }
+        assert policies["Timeout"]
+
+
+ZONES = ("eu-west-1a", "eu-west-1b", "eu-west-1c")
+
+
+@pytest.fixture(scope="module")
+def chosen(lambda_assets: list[AssetReport]) -> Templates:
+    """A cluster in the zones and of the instance type that the context names."""
+    return synth(
+        lambda_assets[0].path.parent,
+        {"restateNodes": "3", "availabilityZones": ",".join(ZONES), "instanceType": "m7g.large"},
+    )
+
+
+def test_the_context_chooses_the_instance_type_and_the_nodes_zones_in_order(chosen: Templates) -> None:
+    # Guards against the old hosts, whose type was always t4g.small and whose zones were the region's first three.
+    restate, _ = chosen
+    assert [node["InstanceType"] for node in nodes(restate)] == ["m7g.large"] * NODES
+    zones = [restate["Resources"][subnet_of(restate, g)]["Properties"]["AvailabilityZone"] for g in node_ids(restate)]
+    assert zones == list(ZONES)
+    public = [s for k, s in resources(restate, "AWS::EC2::Subnet").items() if "public" in k]
+    assert sorted(s["Properties"]["AvailabilityZone"] for s in public) == list(ZONES)
+    for node, zone in zip(nodes(restate), ZONES, strict=True):  # each node's volume is in its zone
+        [volume] = [v for k, v in resources(restate, "AWS::EC2::Volume").items() if mentions(node["UserData"], k)]
+        assert volume["Properties"]["AvailabilityZone"] == zone

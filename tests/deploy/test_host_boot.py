@@ -5,11 +5,13 @@ metadata service served on loopback and the AWS CLI stubbed, so each guard is se
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -31,12 +33,20 @@ HOSTS = [
 ]
 
 
+INTERFACE = "eni-0123456789abcdef0"
+ADDRESS = "10.0.0.228"
+SIGNAL = config.Signal("RestateStack", "RestateNodeASG550AE182")
+
+
 def script(tls: config.TlsMode = "self-signed", secret: str | None = SECRET, node: int | None = None) -> str:
     return config.boot_script(
         tls=tls,
         ingress_key_secret=secret,
         volume_id=VOLUME,
         log_group="/restate/restate",
+        interface=INTERFACE,
+        address=ADDRESS,
+        signal=SIGNAL,
         cluster=None if node is None else SAMPLE_CLUSTER,
         index=0 if node is None else node - 1,
     )
@@ -67,23 +77,80 @@ class Metadata(ThreadingHTTPServer):
         threading.Thread(target=self.serve_forever, args=(0.05,), daemon=True).start()
 
 
-def run_boot(tmp_path: Path, text: str, metadata: Metadata) -> subprocess.CompletedProcess[str]:
-    """Run the script with `curl` sent to `metadata`, `aws` refusing the attach, and quick sleeps."""
+# The folders the boot script writes to on a host, moved under the test's own root.
+HOST_PATHS = ("/etc/", "/opt/aws/", "/usr/local/bin/", "/var/log/", config.DATA_MOUNT)
+# Every command the script runs that would touch this machine, recorded instead (`aws` and `curl` have their own).
+RECORDED = ("dnf", "docker", "systemctl", "journalctl", "mount", "mkfs.xfs", "openssl")
+# Where the packages the script installs put their commands, on the host.
+INSTALLED = {"cfn-signal": "opt/aws/bin", "amazon-cloudwatch-agent-ctl": "opt/aws/amazon-cloudwatch-agent/bin"}
+
+
+@dataclass
+class Boot:
+    """The boot script run off EC2: host paths under `root`, commands stubbed and recorded in order in `calls`."""
+
+    root: Path
+    done: subprocess.CompletedProcess[str] | None = None
+
+    @property
+    def calls(self) -> list[str]:
+        return (self.root / "calls.log").read_text().splitlines()
+
+    def signals(self) -> list[str]:
+        return [call for call in self.calls if call.startswith("cfn-signal ")]
+
+
+def boot(
+    tmp_path: Path,
+    text: str,
+    metadata: Metadata,
+    *,
+    attach: str = "exit 0",
+    healthy: bool = True,
+    timeout: float = 60,
+) -> Boot:
+    """Run `text` as the host would, with the instance metadata on `metadata`, the AWS CLI answering an attach
+    with the shell of `attach`, Restate's health checks answering `healthy`, and one-tenth-second sleeps."""
+    root = tmp_path / "root"
     stubs = tmp_path / "bin"
-    stubs.mkdir()
+    for folder in (stubs, root / "etc/systemd/system", root / "opt/aws/bin", root / "usr/local/bin", root / "var/log"):
+        folder.mkdir(parents=True, exist_ok=True)
+    (root / "etc/fstab").touch()
+    calls = root / "calls.log"
+    calls.touch()
+    record = f'echo "$(basename "$0") $*" >> {calls}'
     port = metadata.server_address[1]
     imds = IMDS.replace("/", "\\/")  # a literal pattern for bash's ${var//pattern/replacement}
-    (stubs / "curl").write_text(f'#!/bin/bash\nexec /usr/bin/curl "${{@//{imds}/http://127.0.0.1:{port}}}"\n')
-    (stubs / "aws").write_text(
-        '#!/bin/bash\necho "$*" >> "$STUB_LOG"\n'
-        'echo "An error occurred (VolumeInUse): $6 is already attached to an instance" >&2\nexit 254\n'
-    )
-    (stubs / "sleep").write_text("#!/bin/bash\nexec /bin/sleep 0.1\n")
-    for stub in stubs.iterdir():
-        stub.chmod(0o755)
-    env = {**os.environ, "PATH": f"{stubs}:{os.environ['PATH']}", "STUB_LOG": str(tmp_path / "aws.log")}
-    (tmp_path / "aws.log").touch()
-    return subprocess.run(["bash", "-c", text], env=env, capture_output=True, text=True, timeout=30)
+    health = "exit 0" if healthy else "exit 7"
+    stub_text = {
+        "curl": f'case "$*" in *169.254.169.254*) exec /usr/bin/curl "${{@//{imds}/http://127.0.0.1:{port}}}" ;; '
+        f"*127.0.0.1*) {record}; {health} ;; esac\nexit 99",
+        "aws": f'{record}\ncase "$2" in attach-*) {attach} ;; esac',
+        "sleep": "exec /bin/sleep 0.1",
+        "ip": f'{record}\necho "3: ens6    inet {ADDRESS}/24 brd 10.0.0.255 scope global ens6"',
+        "readlink": f"echo {block_device()}",
+        "blkid": "exit 0",
+        "mountpoint": "exit 1",
+        **{name: record for name in (*RECORDED, *INSTALLED)},
+    }
+    for name, body in stub_text.items():
+        path = root / INSTALLED[name] / name if name in INSTALLED else stubs / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"#!/bin/bash\n{body}\n")
+        path.chmod(0o755)
+    # Each host path where it starts (not inside another, as /etc/ in /opt/aws/amazon-cloudwatch-agent/etc/).
+    text = re.sub(f"(?<![\\w./-])({'|'.join(map(re.escape, HOST_PATHS))})", lambda m: f"{root}{m[1]}", text)
+    env = {**os.environ, "PATH": f"{stubs}:{os.environ['PATH']}"}
+    done = subprocess.run(["bash", "-c", text], env=env, capture_output=True, text=True, timeout=timeout)
+    return Boot(root, done)
+
+
+def block_device() -> str:
+    """A block device of this machine, for the script's check that the volume's device appeared."""
+    found = next((str(p) for p in Path("/dev").iterdir() if p.is_block_device()), None)
+    if found is None:
+        pytest.skip("no block device here to stand for the data volume's")
+    return found
 
 
 @pytest.fixture
@@ -96,24 +163,98 @@ def metadata(request: pytest.FixtureRequest) -> Iterator[Metadata]:
 
 @pytest.mark.parametrize("metadata", [True], indirect=True)
 def test_an_instance_metadata_error_stops_the_boot_before_anything_uses_it(tmp_path: Path, metadata: Metadata) -> None:
-    done = run_boot(tmp_path, script(), metadata)
-    assert done.returncode == 22, done.stderr  # curl -f: an HTTP error is an error, not an instance id
-    assert (tmp_path / "aws.log").read_text() == ""  # no attach was tried with an error page as the id
+    ran = boot(tmp_path, script(), metadata)
+    assert ran.done is not None
+    assert ran.done.returncode == 22, ran.done.stderr  # curl -f: an HTTP error is an error, not an instance id
+    assert ran.calls == []  # nothing installed, attached or signalled with an error page as the id
 
 
-def test_a_volume_that_never_frees_up_fails_the_boot_at_the_deadline_saying_why(
+def shortened(text: str, **deadlines: int) -> str:
+    """The script with its deadlines (`ATTACH_DEADLINE_S=1`, ...) shortened, as a test can wait for them."""
+    for name, seconds in deadlines.items():
+        assert f"\n{name}=900" in text
+        text = text.replace(f"\n{name}=900", f"\n{name}={seconds}")
+    return text
+
+
+def test_a_boot_installs_and_pulls_first_takes_over_interface_and_volume_then_signals_only_once_restate_serves(
     tmp_path: Path, metadata: Metadata
 ) -> None:
-    text = script().replace("ATTACH_DEADLINE_S=1800", "ATTACH_DEADLINE_S=1")  # the deadline, shortened
-    assert text != script()
-    done = run_boot(tmp_path, text, metadata)
-    assert done.returncode == 1
-    attempts = (tmp_path / "aws.log").read_text().splitlines()
-    assert len(attempts) >= 2
-    assert attempts[0].startswith(f"ec2 attach-volume --region us-east-1 --volume-id {VOLUME} --instance-id i-0abc")
+    ran = boot(tmp_path, script(), metadata)
+    assert ran.done is not None
+    assert ran.done.returncode == 0, ran.done.stderr
+    calls = ran.calls
+
+    def first(prefix: str) -> int:
+        return next(i for i, call in enumerate(calls) if call.startswith(prefix))
+
+    order = [
+        "dnf install -y docker aws-cfn-bootstrap amazon-cloudwatch-agent",
+        f"systemctl enable --now {config.JOURNAL_UNIT}",  # the boot's output and the units' journal go out early
+        f"docker pull --quiet {config.RESTATE_IMAGE}",  # pulled before anything waits for the predecessor
+        f"aws ec2 attach-network-interface --region us-east-1 --network-interface-id {INTERFACE} "
+        "--instance-id i-0abc --device-index 1",
+        f"aws ec2 attach-volume --region us-east-1 --volume-id {VOLUME} --instance-id i-0abc --device /dev/sdf",
+        "mount ",
+        "systemctl enable --now restate.service otel.service restate-ingress.service",
+        "curl -fsS -o /dev/null --max-time 5 http://127.0.0.1:9070/health",  # restate-ready, as installed
+        "cfn-signal --exit-code 0",
+    ]
+    assert [first(step) for step in order] == sorted(first(step) for step in order), calls
+    assert {f"docker pull --quiet {image}" for image in (config.OTEL_IMAGE, config.NGINX_IMAGE)} <= set(calls)
+    [signal] = ran.signals()
+    assert signal == (
+        "cfn-signal --exit-code 0 --reason Restate is ready on i-0abc "
+        f"--stack {SIGNAL.stack} --resource {SIGNAL.resource} --region us-east-1"
+    )
+    # The check it ran is the one the local rolling rehearsal runs: restate_ready.sh, installed as it is.
+    installed = (ran.root / config.READY_COMMAND.lstrip("/")).read_text().replace(str(ran.root), "")
+    assert installed == config.READY_SCRIPT.read_text()
+
+
+def test_a_boot_whose_restate_never_serves_signals_failure_saying_why_and_never_success(
+    tmp_path: Path, metadata: Metadata
+) -> None:
+    ran = boot(tmp_path, shortened(script(), READY_DEADLINE_S=1), metadata, healthy=False)
+    assert ran.done is not None
+    assert ran.done.returncode == 1
+    why = "not ready: the admin API at http://127.0.0.1:9070 does not answer its health check"
+    [signal] = ran.signals()
+    assert signal.startswith(f"cfn-signal --exit-code 1 --reason Restate was not ready within 1s: {why} --stack")
+    assert f"signalling FAILURE to CloudFormation ({SIGNAL.stack} {SIGNAL.resource})" in ran.done.stderr
+    assert "journalctl -u restate.service -n 30 --no-pager" in ran.calls  # Restate's own last words, in the log
+
+
+def test_a_step_that_fails_signals_failure_naming_the_command(tmp_path: Path, metadata: Metadata) -> None:
+    text = script().replace(f"for image in {config.RESTATE_IMAGE} ", "for image in registry.invalid/nothing ")
+    ran = boot(tmp_path, text.replace("docker pull --quiet", "false"), metadata)
+    assert ran.done is not None
+    assert ran.done.returncode != 0
+    [signal] = ran.signals()
+    assert signal.startswith("cfn-signal --exit-code 1 --reason giving up after 10 attempts: false registry.invalid/")
+    assert not any(call.startswith("aws ec2 attach") for call in ran.calls)  # it stopped there
+
+
+def test_a_volume_that_never_frees_up_fails_the_update_at_the_deadline_and_is_still_waited_for(
+    tmp_path: Path, metadata: Metadata
+) -> None:
+    in_use = (
+        '[ "$2" = attach-volume ] || exit 0; '
+        'echo "An error occurred (VolumeInUse): $6 is already attached to an instance" >&2; exit 254'
+    )
+    with pytest.raises(subprocess.TimeoutExpired):  # it never gives up: a dead host's volume frees up in the end
+        boot(tmp_path, shortened(script(), ATTACH_DEADLINE_S=1), metadata, attach=in_use, timeout=8)
+    ran = Boot(tmp_path / "root")
     error = f"An error occurred (VolumeInUse): {VOLUME} is already attached to an instance"
-    assert f"waiting to attach {VOLUME}: {error}" in done.stderr
-    assert done.stderr.rstrip().endswith(f"could not attach {VOLUME} within 1s: {error}")
+    [signal] = ran.signals()
+    assert signal.startswith(f"cfn-signal --exit-code 1 --reason could not attach {VOLUME} within 1s: {error}")
+    attempts = [i for i, call in enumerate(ran.calls) if call.startswith("aws ec2 attach-volume")]
+    assert attempts[-1] > ran.calls.index(signal)  # still trying after the update was told
+    assert not any(call.startswith("systemctl enable --now restate.service") for call in ran.calls)
+
+
+# The boot script's `signal`, as `retry` calls it when it gives up: said on stderr here.
+SIGNAL_STUB = 'signal() { echo "$2" >&2; }'
 
 
 def retry_function() -> str:
@@ -127,7 +268,7 @@ def test_retry_gives_a_command_a_bounded_number_of_tries(tmp_path: Path, fail_ti
     # As the boot script runs `dnf install`: `retry 3 <command>`.
     counter = tmp_path / "tries"
     flaky = f'echo x >> {counter}; [ "$(wc -l < {counter})" -gt {fail_times} ]'
-    text = f"sleep() {{ :; }}\n{retry_function()}\nflaky() {{ {flaky}; }}\nretry 3 flaky"
+    text = f"sleep() {{ :; }}\n{SIGNAL_STUB}\n{retry_function()}\nflaky() {{ {flaky}; }}\nretry 3 flaky"
     done = subprocess.run(["bash", "-c", text], capture_output=True, text=True, timeout=30)
     assert done.returncode == exit_code
     assert len(counter.read_text().splitlines()) == min(fail_times + 1, 3)
@@ -153,9 +294,10 @@ def test_shellcheck_finds_nothing_in_the_boot_script(tls: config.TlsMode, secret
     assert done.returncode == 0, done.stdout
 
 
-def test_shellcheck_finds_nothing_in_the_ingress_key_script() -> None:
+@pytest.mark.parametrize("installed", [config.INGRESS_KEY_SCRIPT, config.READY_SCRIPT], ids=lambda p: p.name)
+def test_shellcheck_finds_nothing_in_the_scripts_the_host_installs(installed: Path) -> None:
     shellcheck = Path(sys.executable).parent / "shellcheck"
-    done = subprocess.run([str(shellcheck), str(config.INGRESS_KEY_SCRIPT)], capture_output=True, text=True)
+    done = subprocess.run([str(shellcheck), str(installed)], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout
 
 
@@ -175,6 +317,7 @@ def test_systemd_accepts_the_hosts_units(
     (root / "usr/bin/docker").write_text("#!/bin/sh\n")
     (root / "usr/bin/docker").chmod(0o755)
     shutil.copy("/usr/bin/mountpoint", root / "usr/bin/mountpoint")
+    shutil.copy(shutil.which("journalctl") or "/usr/bin/journalctl", root / "usr/bin/journalctl")
     shutil.copy(shutil.which("systemctl") or "/usr/bin/systemctl", root / "usr/bin/systemctl")
     key_command = root / config.INGRESS_KEY_COMMAND.lstrip("/")
     key_command.parent.mkdir(parents=True)
@@ -184,9 +327,11 @@ def test_systemd_accepts_the_hosts_units(
     written = root / "etc/systemd/system"
     written.mkdir(parents=True)
     found = config.units(tls, secret, node)
+    quoted = "'EOF_UNIT'"  # the journal's unit is written first, as it is: it has nothing to fill in
     # The units the script writes are these, for this node.
     assert all(
-        f"cat > /etc/systemd/system/{name} <<EOF_UNIT\n{text}" in script(tls, secret, node)
+        f"cat > /etc/systemd/system/{name} <<{'EOF_UNIT' if name != config.JOURNAL_UNIT else quoted}\n{text}"
+        in script(tls, secret, node)
         for name, text in found.items()
     )
     assert (f"{config.KEY_UNIT}.timer" in found) == (secret is not None)
@@ -235,7 +380,7 @@ def test_node_1_creates_the_cluster_only_while_the_bucket_says_it_never_existed(
     (stubs / "sleep").write_text("#!/bin/bash\n:\n")
     for stub in stubs.iterdir():
         stub.chmod(0o755)
-    text = f"REGION=eu-west-1\n{retry_function()}\n{before}\n"
+    text = f"REGION=eu-west-1\n{SIGNAL_STUB}\n{retry_function()}\n{before}\n"
     text += f'grep -c . "{env_file}" > "{tmp_path}/during" || true\n{after}\n'
     text = text.replace(config.PROVISION_ENV, str(env_file))
     env = {**os.environ, "PATH": f"{stubs}:{os.environ['PATH']}"}

@@ -29,7 +29,9 @@ from tests.synth import (
     host_role,
     ingress_rules,
     joined,
+    node_groups,
     only,
+    only_host,
     resources,
     statements_of_role,
     synth,
@@ -77,34 +79,32 @@ def function_roles(template: dict[str, Any]) -> dict[str, str]:
 
 def test_self_hosted_restate_is_one_arm64_node_with_a_separate_encrypted_data_volume(default: Templates) -> None:
     restate, _ = default
-    instance = only(restate, "AWS::EC2::Instance")["Properties"]
-    assert instance["InstanceType"].startswith("t4g.")  # Graviton: arm64
-    image = json.dumps(restate["Parameters"])
-    assert "al2023-ami" in image
-    assert "arm64" in image
+    assert len(node_groups(restate)) == 1
+    host = only_host(restate)
+    assert host["InstanceType"].startswith("t4g.")  # Graviton: arm64
+    assert "al2023-ami" in host["ImageId"]
+    assert "arm64" in host["ImageId"]
     volume = only(restate, "AWS::EC2::Volume")
     assert volume["Properties"]["Encrypted"] is True
     assert volume["DeletionPolicy"] == "Snapshot"  # outlives the instance and even the stack
     # Attached at boot by the host itself, so a replacement instance can take it over.
     assert not resources(restate, "AWS::EC2::VolumeAttachment")
-    user_data = joined(instance["UserData"])
+    user_data = joined(host["UserData"])
     assert "aws ec2 attach-volume" in user_data
     assert "restatedev/restate:1.7.12" in user_data
     # The configuration the rehearsal runs (tests/deploy/test_host_rehearsal.py), the ingress behind nginx.
     assert restate_config(NodeLayout()) in user_data
     assert 'bind-address = "127.0.0.1:8080"' in user_data
     assert nginx_config(FrontLayout(), keyed=True) in user_data
-    assert only(restate, "AWS::EC2::LaunchTemplate")["Properties"]["LaunchTemplateData"]["MetadataOptions"] == {
-        "HttpTokens": "required"
-    }
+    assert host["MetadataOptions"] == {"HttpTokens": "required"}
 
 
-def test_the_single_nodes_data_volume_and_instance_keep_their_logical_ids(default: Templates) -> None:
+def test_the_single_nodes_data_volume_and_group_keep_their_logical_ids(default: Templates) -> None:
     # A new logical id would be a new, empty volume (the old one left as a snapshot) and a new node.
     restate, _ = default
     assert list(resources(restate, "AWS::EC2::Volume")) == ["RestateData74B76A42"]
-    [instance] = resources(restate, "AWS::EC2::Instance")
-    assert instance.startswith("RestateInstance9D7438E5")  # and then the hash of its user data
+    # The node's group: no hash of its user data in it, so a new boot script rolls the group instead of replacing it.
+    assert list(node_groups(restate)) == ["RestateNodeASG550AE182"]
     assert "RestateAdminZone8A37CCB0" in restate["Resources"]
     assert "RestateIngressKey83D03C2A" in restate["Resources"]
 
@@ -113,7 +113,7 @@ def test_restate_logs_go_to_the_documented_log_group_and_traces_to_xray(default:
     restate, _ = default
     groups = [g["Properties"].get("LogGroupName") for g in resources(restate, "AWS::Logs::LogGroup").values()]
     assert "/restate/restate" in groups
-    user_data = joined(only(restate, "AWS::EC2::Instance")["Properties"]["UserData"])
+    user_data = joined(only_host(restate)["UserData"])
     assert "awslogs-stream=restate" in user_data
     assert "awsxray" in user_data
     assert 'tracing-endpoint = "http://127.0.0.1:4317"' in user_data
@@ -155,7 +155,7 @@ def test_with_an_acm_certificate_a_load_balancer_ends_tls_and_nginx_on_the_host_
     assert from_balancer["SourceSecurityGroupId"] == balancer_group
     assert from_balancer["GroupId"] == {"Fn::GetAtt": [host_group(restate), "GroupId"]}
     assert not [r for r in rules if r.get("FromPort") == 8080]
-    user_data = joined(only(restate, "AWS::EC2::Instance")["Properties"]["UserData"])
+    user_data = joined(only_host(restate)["UserData"])
     assert nginx_config(FrontLayout.for_host("load-balancer"), keyed=True) in user_data
     assert f"listen {BALANCER_TARGET_PORT};" in user_data
     assert restate_config(NodeLayout()) in user_data
@@ -182,7 +182,7 @@ def test_the_ingress_key_is_generated_at_deploy_and_only_the_hosts_role_may_read
                     assert as_list(statement["Resource"]) == [{"Ref": secret_id}], statement
     # The output that names it, and the host that reads it by that name (its ARN) at boot and every minute.
     assert restate["Outputs"]["IngressKeySecretArn"]["Value"] == {"Ref": secret_id}
-    user_data = only(restate, "AWS::EC2::Instance")["Properties"]["UserData"]
+    user_data = only_host(restate)["UserData"]
     assert {"Ref": secret_id} in user_data["Fn::Base64"]["Fn::Join"][1]
     text = joined(user_data)
     assert "/usr/local/bin/restate-ingress-key <ref> /etc/restate-ingress/ingress-key.conf" in text
@@ -194,10 +194,10 @@ def test_with_ingress_auth_none_there_is_no_key_and_nginx_checks_none(open_ingre
     assert not resources(restate, "AWS::SecretsManager::Secret")
     assert "IngressKeySecretArn" not in restate["Outputs"]
     assert not [s for s in statements_of_role(restate, host_role(restate)) if "secretsmanager" in json.dumps(s)]
-    user_data = joined(only(restate, "AWS::EC2::Instance")["Properties"]["UserData"])
+    user_data = joined(only_host(restate)["UserData"])
     assert nginx_config(FrontLayout(), keyed=False) in user_data
     assert "ingress_key" not in user_data
-    assert "restate-ingress-key" not in user_data
+    assert "restate-ingress-key" not in user_data  # no key script, unit or timer, and no journal of them
 
 
 def test_an_open_ingress_is_one_warning_line_when_the_app_is_built(
