@@ -51,6 +51,10 @@ from holiday_tools.restatectl import RestatectlError
 from holiday_tools.text import format_table, plural, wrap
 
 SCENARIOS = ("services", "restate", "dynamodb", "node")
+# A rolling upgrade under load (holiday_tools/rolling.py): of a 3-node cluster, and of a single node (its
+# downtime). Short names: the report's table stays within 100 columns.
+ROLLING = ("rolling", "rolling1")
+EVERY_SCENARIO = (*SCENARIOS, *ROLLING)
 CLUSTER_NODES = 3  # the node scenario's cluster
 FAILED_STEP = {
     RunType.FAIL_FLIGHTS_RESERVATION: "reserve flight",
@@ -316,6 +320,11 @@ def run_scenario(
 ) -> ScenarioResult:
     if scenario == "node":
         return run_node_scenario(mode, profile, project_dir, seed, log)
+    if scenario in ROLLING:
+        from holiday_tools.rolling import ROLLING_NODES, RollingProfile, run_rolling_scenario
+
+        nodes = ROLLING_NODES[scenario]
+        return run_rolling_scenario(mode, RollingProfile.of(profile), project_dir, seed, log, nodes)
     rng = random.Random(f"{seed}-{scenario}-{mode}")
     data_dir = Path(tempfile.mkdtemp(prefix=f"holiday-chaos-{scenario}-"))
     ports = Ports.free()
@@ -631,6 +640,11 @@ RESULT_COLUMNS = (
 
 def format_result(r: ScenarioResult) -> str:
     """One scenario as it ends: a line, and what went wrong if anything did."""
+    if r.scenario in ROLLING:
+        from holiday_tools.rolling import RollingResult, format_rolling
+
+        assert isinstance(r, RollingResult)
+        return format_rolling(r)
     if r.scenario == "node":
         failover = "-" if r.failover_s is None else f"{r.failover_s:.1f} s"
         faults = f"{plural(r.faults, 'node')} killed, longest failover {failover}"
@@ -689,6 +703,8 @@ def format_results(results: Sequence[ScenarioResult]) -> str:
         "booked: trips booked / clean trips; undone: trips undone / trips with an injected failure",
         "wrong: wrong answers; violated: invariant violations; stuck: invocations still retrying or paused",
     ]
+    if any(r.scenario in ROLLING for r in results):
+        legend.append("rolling, rolling1: faults are nodes upgraded; failover: the longest gap between two trips done")
     if any(r.kills for r in results):
         legend.append("node: faults are nodes killed; failover: the longest from a kill to a trip sent after it done")
     return "\n".join([*format_table(RESULT_COLUMNS, rows, left=2), "", *legend])

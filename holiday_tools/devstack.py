@@ -8,7 +8,6 @@ a user starts.
 from __future__ import annotations
 
 import os
-import platform
 import re
 import shutil
 import signal
@@ -29,7 +28,7 @@ from holiday.config import Settings
 from holiday.functions import FUNCTIONS
 from holiday.storage import DynamoLedger
 from holiday_tools.processes import Process
-from holiday_tools.restatectl import Restatectl, restatectl_binary
+from holiday_tools.restatectl import Restatectl, native_package, restatectl_binary
 from infra.host.config import Cluster, NodeLayout, restate_config
 
 HOST = "127.0.0.1"
@@ -219,8 +218,7 @@ def restate_server_binary(project_dir: Path) -> Path:
     override = os.environ.get("RESTATE_SERVER_BIN")
     if override:
         return Path(override)
-    arch = {"x86_64": "x64", "amd64": "x64", "aarch64": "arm64", "arm64": "arm64"}[platform.machine().lower()]
-    binary = project_dir / f"node_modules/@restatedev/restate-server-{sys.platform}-{arch}/bin/restate-server"
+    binary = project_dir / "node_modules" / native_package("restate-server") / "bin/restate-server"
     if not binary.exists():
         raise StackError(f"restate-server not found at {binary}; run `make install` (it runs `npm ci`)")
     return binary

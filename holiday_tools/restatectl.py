@@ -21,10 +21,15 @@ class RestatectlError(RuntimeError):
     """restatectl failed, or said something this module cannot read."""
 
 
+def native_package(tool: str) -> str:
+    """npm's package of Restate's `tool` (restate-server, restatectl) for this machine: one per platform."""
+    arch = {"x86_64": "x64", "amd64": "x64", "aarch64": "arm64", "arm64": "arm64"}[platform.machine().lower()]
+    return f"@restatedev/{tool}-{sys.platform}-{arch}"
+
+
 def restatectl_binary(project_dir: Path) -> Path:
     """The native binary npm installed beside restate-server."""
-    arch = {"x86_64": "x64", "amd64": "x64", "aarch64": "arm64", "arm64": "arm64"}[platform.machine().lower()]
-    binary = project_dir / f"node_modules/@restatedev/restatectl-{sys.platform}-{arch}/bin/restatectl"
+    binary = project_dir / "node_modules" / native_package("restatectl") / "bin/restatectl"
     if not binary.exists():
         raise RestatectlError(f"restatectl not found at {binary}; run `make install` (it runs `npm ci`)")
     return binary
