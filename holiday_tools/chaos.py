@@ -38,6 +38,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 
 import httpx
@@ -54,7 +55,9 @@ SCENARIOS = ("services", "restate", "dynamodb", "node")
 # A rolling upgrade under load (holiday_tools/rolling.py): of a 3-node cluster, and of a single node (its
 # downtime). Short names: the report's table stays within 100 columns.
 ROLLING = ("rolling", "rolling1")
-EVERY_SCENARIO = (*SCENARIOS, *ROLLING)
+# A cluster node frozen (SIGSTOP) under load (holiday_tools/freeze.py).
+FREEZE = "freeze"
+EVERY_SCENARIO = (*SCENARIOS, FREEZE, *ROLLING)
 CLUSTER_NODES = 3  # the node scenario's cluster
 FAILED_STEP = {
     RunType.FAIL_FLIGHTS_RESERVATION: "reserve flight",
@@ -320,6 +323,10 @@ def run_scenario(
 ) -> ScenarioResult:
     if scenario == "node":
         return run_node_scenario(mode, profile, project_dir, seed, log)
+    if scenario == FREEZE:
+        from holiday_tools.freeze import run_freeze_scenario
+
+        return run_freeze_scenario(mode, profile, project_dir, seed, log)
     if scenario in ROLLING:
         from holiday_tools.rolling import ROLLING_NODES, RollingProfile, run_rolling_scenario
 
@@ -353,6 +360,20 @@ def run_scenario(
         stack.stop()
         proxy.close()
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def longest_gap(done: Sequence[float], start: float, end: float) -> tuple[float, float] | None:
+    """The longest time without a trip done that overlaps [`start`, `end`] (a roll, a freeze), from the last trip
+    done before it to the first after, and when it began, from `start` (negative: before it); None if no trip
+    was done after `end` (the load did not outlast what it measures, so the gap has no end)."""
+    before = [t for t in done if t <= start]
+    inside = [t for t in done if start < t <= end]
+    after = [t for t in done if t > end]
+    if not after:
+        return None
+    points = [before[-1] if before else start, *inside, after[0]]
+    gap, began = max((b - a, a) for a, b in pairwise(points))
+    return gap, began - start
 
 
 # --- the node scenario -------------------------------------------------------------------------
@@ -645,6 +666,11 @@ def format_result(r: ScenarioResult) -> str:
 
         assert isinstance(r, RollingResult)
         return format_rolling(r)
+    if r.scenario == FREEZE:
+        from holiday_tools.freeze import FreezeResult, format_freeze
+
+        assert isinstance(r, FreezeResult)
+        return format_freeze(r)
     if r.scenario == "node":
         failover = "-" if r.failover_s is None else f"{r.failover_s:.1f} s"
         faults = f"{plural(r.faults, 'node')} killed, longest failover {failover}"
@@ -655,11 +681,23 @@ def format_result(r: ScenarioResult) -> str:
     details = [_describe_kill(number, kill) for number, kill in enumerate(r.kills, start=1)]
     if r.two_down is not None:
         details.append(_describe_two_down(r.two_down))
-    details += r.problems
-    details += [f"wrong answer: {w}" for w in r.wrong_answers[:10]]
+    details += problem_lines(r)
     details += [f"wrong answer: {w}" for w in (r.two_down.wrong_answers if r.two_down else [])]
-    details += [f"violation: trip {v.trip_id}: [{v.rule}] {v.detail}" for v in r.report.violations[:10]]
-    return "\n".join([line, *(part for d in details for part in wrap(d, "      ", "    "))])
+    return "\n".join([line, *wrapped(details)])
+
+
+def problem_lines(r: ScenarioResult) -> list[str]:
+    """What went wrong in a scenario, for its report: problems, then (the first ten) wrong answers and violations."""
+    return [
+        *r.problems,
+        *(f"wrong answer: {w}" for w in r.wrong_answers[:10]),
+        *(f"violation: trip {v.trip_id}: [{v.rule}] {v.detail}" for v in r.report.violations[:10]),
+    ]
+
+
+def wrapped(details: Sequence[str]) -> list[str]:
+    """A scenario's detail lines as its report shows them: indented under its line, within 100 columns."""
+    return [part for d in details for part in wrap(d, "      ", "    ")]
 
 
 def _seconds(value: float | None, unknown: str = "none") -> str:
@@ -705,6 +743,8 @@ def format_results(results: Sequence[ScenarioResult]) -> str:
     ]
     if any(r.scenario in ROLLING for r in results):
         legend.append("rolling, rolling1: faults are nodes upgraded; failover: the longest gap between two trips done")
+    if any(r.scenario == FREEZE for r in results):
+        legend.append("freeze: the fault is a node frozen; failover: the longest gap between two trips done around it")
     if any(r.kills for r in results):
         legend.append("node: faults are nodes killed; failover: the longest from a kill to a trip sent after it done")
     return "\n".join([*format_table(RESULT_COLUMNS, rows, left=2), "", *legend])

@@ -25,6 +25,7 @@ from click.core import ParameterSource
 from holiday.config import Settings
 from holiday.models import RunType
 from holiday.storage import DynamoLedger, Row
+from holiday_tools.chaos import EVERY_SCENARIO
 from holiday_tools.devstack import LocalStack, Mode, Ports, StackError
 from holiday_tools.text import format_table, wrap
 
@@ -425,8 +426,9 @@ def _is_loopback(url: str) -> bool:
     "--scenario",
     "scenarios",
     multiple=True,
-    type=click.Choice(["services", "restate", "dynamodb", "node", "rolling", "rolling1"]),
-    help="Which faults to inject (repeatable) [default: all]; node kills nodes of a 3-node cluster; rolling "
+    type=click.Choice(EVERY_SCENARIO),
+    help="Which faults to inject (repeatable) [default: all]; node kills nodes of a 3-node cluster; freeze "
+    "stops (SIGSTOP) the busiest one for 20 s; rolling "
     "upgrades restate-server node by node on a 3-node cluster, waiting for the hosts' readiness check between "
     "two; rolling1 does the same to a single node, and reports its downtime.",
 )
@@ -440,7 +442,7 @@ def _is_loopback(url: str) -> bool:
 @click.option("--seed", default=0, show_default=True, help="Seeds the trip mix and the fault timing.")
 def chaos(trips: int, concurrency: int, scenarios: tuple[str, ...], modes: tuple[Mode, ...], seed: int) -> None:
     """Book trips under load while killing the services, restate-server, DynamoDB or cluster nodes; then audit."""
-    from holiday_tools.chaos import EVERY_SCENARIO, Profile, format_results, run_scenario
+    from holiday_tools.chaos import Profile, format_results, run_scenario
     from holiday_tools.text import plural
 
     profile = Profile(trips=trips, concurrency=concurrency)

@@ -31,13 +31,12 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from itertools import pairwise
 from pathlib import Path
 
 import httpx
 
 from holiday_tools.audit import audit
-from holiday_tools.chaos import MIX, Call, Profile, ScenarioResult, _cluster_call
+from holiday_tools.chaos import MIX, Call, Profile, ScenarioResult, _cluster_call, longest_gap
 from holiday_tools.devstack import HOST, LocalStack, Mode, NodePorts, Ports, StackError, restate_server_binary
 from holiday_tools.restatectl import RestatectlError, native_package, restatectl_binary
 from holiday_tools.text import plural, wrap
@@ -235,19 +234,6 @@ class Load:
             caller.result()
         self._pool.shutdown()
         return self.calls
-
-
-def longest_gap(done: Sequence[float], start: float, end: float) -> tuple[float, float] | None:
-    """The longest time without a trip done between `start` and `end`, and when it began; None if no trip
-    was done after `end` (the load did not outlast the roll, so the gap cannot be measured)."""
-    before = [t for t in done if t <= start]
-    inside = [t for t in done if start < t <= end]
-    after = [t for t in done if t > end]
-    if not after:
-        return None
-    points = [before[-1] if before else start, *inside, after[0]]
-    gap, began = max((b - a, a) for a, b in pairwise(points))
-    return gap, began - start
 
 
 def run_rolling_scenario(

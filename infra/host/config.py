@@ -152,6 +152,21 @@ default-num-partitions = {cluster.partitions}
 
 [metadata-client]
 addresses = [{peers}]
+# A peer that stops answering but keeps its connections open (a paused VM, a frozen process) would hold a
+# metadata request until HTTP/2 keep-alive gives up, 5 s + 5 s by default, and the retry may pick it again:
+# a frozen metadata leader stalled the cluster 11 to 14 s. With these a request gives such a peer about 3 s,
+# then goes elsewhere (`holiday chaos --scenario freeze` measures it). The cost: a node whose process stalls
+# for more than about 2 s has its connections dropped and redone; the failure detector already gave up on
+# it after 1 s.
+keep-alive-interval = "1s"
+keep-alive-timeout = "2s"
+connect-timeout = "1s"
+
+[networking]
+# The same bound for node-to-node connections (log appends, leader campaigns): 3 s each by default.
+http2-keep-alive-timeout = "1s"
+handshake-timeout = "1s"
+connect-timeout = "1s"
 
 [bifrost]
 default-provider = "replicated"

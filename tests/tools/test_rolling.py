@@ -8,14 +8,13 @@ import pytest
 from click.testing import CliRunner
 
 from holiday_tools.audit import AuditReport
-from holiday_tools.chaos import ScenarioResult, format_result, format_results
+from holiday_tools.chaos import ScenarioResult, format_result, format_results, longest_gap
 from holiday_tools.cli import main
 from holiday_tools.devstack import restate_server_binary
 from holiday_tools.rolling import (
     NodeRoll,
     RollingProfile,
     RollingResult,
-    longest_gap,
     previous_restate_server_binary,
     restate_server_version,
     run_rolling_scenario,
@@ -101,6 +100,8 @@ def test_the_longest_gap_spans_the_roll_from_the_last_trip_done_before_it_to_the
     assert longest_gap([1.0, 2.0, 7.0, 8.0, 11.0], start=3.0, end=9.0) == (5.0, -1.0)
     assert longest_gap([1.0, 4.0, 5.0, 12.0], start=3.0, end=9.0) == (7.0, 2.0)
     assert longest_gap([1.0, 4.0], start=3.0, end=9.0) is None  # the load did not outlast the roll
+    # A freeze from 10 to 30: of the stretches overlapping it (9.5-12, 12-20, 20-31), the longest.
+    assert longest_gap([1.0, 2.0, 9.5, 12.0, 20.0, 31.0, 40.0], start=10.0, end=30.0) == (11.0, 10.0)
 
 
 def test_the_rolling_report_names_each_node_and_fits_in_100_columns() -> None:
@@ -141,4 +142,4 @@ def test_the_rolling_report_names_each_node_and_fits_in_100_columns() -> None:
 def test_holiday_chaos_offers_the_rolling_scenarios() -> None:
     result = CliRunner().invoke(main, ["chaos", "--scenario", "upgrade"])
     assert result.exit_code == 2
-    assert "'node', 'rolling', 'rolling1'" in result.output
+    assert "'node', 'freeze', 'rolling', 'rolling1'" in result.output
