@@ -149,6 +149,12 @@ auto-provision = false
 # Each log record and each partition on {cluster.replication} nodes: one node may be lost without losing anything.
 default-replication = {cluster.replication}
 default-num-partitions = {cluster.partitions}
+# A node that misses 5 gossip ticks (0.5 s; Restate's default is 10) is taken for dead and its partitions
+# fail over: with 10, callers that had waited 5 s on a frozen node's partitions gave up just before the
+# cluster answered, and asked the frozen node next (10 s without a completed trip in lambda mode, 5 to
+# 6 s with 5). The cost: a node starved of CPU for half a second loses its leaderships, which costs a
+# pause, never an answer.
+gossip-failure-threshold = 5
 
 [metadata-client]
 addresses = [{peers}]
