@@ -120,11 +120,13 @@ def _describe(statuses: Mapping[str, list[str]]) -> str:
     return " ".join(f"{k}={'+'.join(v) or '-'}" for k, v in statuses.items())
 
 
-def stuck_invocations(admin_url: str, token: str | None = None) -> list[dict[str, Any]]:
+def stuck_invocations(admin_url: str, token: str | None = None, patience_s: float = 10.0) -> list[dict[str, Any]]:
     """Invocations Restate is still retrying or has paused, from its admin API.
 
     A retried invocation alternates between `backing-off` (waiting) and `running`
     (the next attempt): one that is running again after a failure counts too.
+    A 5xx answer is asked again for up to `patience_s`: a cluster whose partitions are moving
+    (a node just restarted) answers so for a moment. Anything else fails at once.
     """
     query = (
         "SELECT id, target, status, retry_count, last_failure, created_at FROM sys_invocation "
@@ -134,7 +136,12 @@ def stuck_invocations(admin_url: str, token: str | None = None) -> list[dict[str
     headers = {"accept": "application/json"}
     if token:
         headers["authorization"] = f"Bearer {token}"
-    response = httpx.post(f"{admin_url}/query", json={"query": query}, headers=headers, timeout=30)
+    deadline = time.monotonic() + patience_s
+    while True:
+        response = httpx.post(f"{admin_url}/query", json={"query": query}, headers=headers, timeout=30)
+        if response.status_code < 500 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
     response.raise_for_status()
     rows: list[dict[str, Any]] = response.json()["rows"]
     return rows

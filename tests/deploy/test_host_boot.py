@@ -243,7 +243,7 @@ def test_a_volume_that_never_frees_up_fails_the_update_at_the_deadline_and_is_st
         'echo "An error occurred (VolumeInUse): $6 is already attached to an instance" >&2; exit 254'
     )
     with pytest.raises(subprocess.TimeoutExpired):  # it never gives up: a dead host's volume frees up in the end
-        boot(tmp_path, shortened(script(), ATTACH_DEADLINE_S=1), metadata, attach=in_use, timeout=8)
+        boot(tmp_path, shortened(script(), ATTACH_DEADLINE_S=1), metadata, attach=in_use, timeout=5)
     ran = Boot(tmp_path / "root")
     error = f"An error occurred (VolumeInUse): {VOLUME} is already attached to an instance"
     [signal] = ran.signals()
