@@ -89,6 +89,12 @@ class RestateCluster(Construct):
                 # every partition replicated again), then node 2, then node 3. Two are always serving.
                 group.node.add_dependency(self.groups[-1])
             private_name(self, f"NodeRecord{index + 1}", zone, f"node-{index + 1}", [interface.address])
+            CfnOutput(
+                self,
+                f"Node{index + 1}GroupName",
+                value=group.auto_scaling_group_name,
+                description=f"Node {index + 1}'s Auto Scaling group: its instance is the host",
+            )
             self.groups.append(group)
         self.admin_url = admin_url(self, zone, [interface.address for interface in interfaces])
         self.ingress_url = ingress_balancer(self, vpc, settings, hosts=self.security_group, groups=self.groups)
