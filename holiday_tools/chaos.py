@@ -40,6 +40,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -318,6 +319,30 @@ class Injector:
         return True
 
 
+def scenario_stack(
+    scenario: str, mode: Mode, project_dir: Path, nodes: int = 1, ports: Ports | None = None, **options: Any
+) -> LocalStack:
+    """A fresh local stack for `scenario` (not started yet), on free ports (or `ports`), in a temporary
+    folder that `discard` removes; with `nodes` > 1, a cluster."""
+    data_dir = Path(tempfile.mkdtemp(prefix=f"holiday-chaos-{scenario}-"))
+    ports = ports or Ports.free()
+    node_ports = NodePorts.free(ports, nodes) if nodes > 1 else []
+    return LocalStack(project_dir, data_dir, ports, mode=mode, nodes=nodes, node_ports=node_ports, **options)
+
+
+def discard(stack: LocalStack) -> None:
+    """Stop a scenario's stack and remove its folder."""
+    stack.stop()
+    shutil.rmtree(stack.data_dir, ignore_errors=True)
+
+
+def node_clients(stack: LocalStack, node_timeout_s: float, concurrency: int) -> list[httpx.Client]:
+    """A client for each node's ingress: a caller asks the next node after `node_timeout_s` without an answer."""
+    timeout = httpx.Timeout(node_timeout_s, connect=1.0)
+    limits = httpx.Limits(max_connections=concurrency)
+    return [httpx.Client(base_url=url, timeout=timeout, limits=limits) for url in stack.ingress_urls]
+
+
 def run_scenario(
     scenario: str, mode: Mode, profile: Profile, project_dir: Path, seed: int = 0, log: Callable[[str], None] = print
 ) -> ScenarioResult:
@@ -333,10 +358,9 @@ def run_scenario(
         nodes = ROLLING_NODES[scenario]
         return run_rolling_scenario(mode, RollingProfile.of(profile), project_dir, seed, log, nodes)
     rng = random.Random(f"{seed}-{scenario}-{mode}")
-    data_dir = Path(tempfile.mkdtemp(prefix=f"holiday-chaos-{scenario}-"))
     ports = Ports.free()
     proxy = FaultProxy(f"http://127.0.0.1:{ports.aws}")
-    stack = LocalStack(project_dir, data_dir, ports, services_aws_endpoint=proxy.url, mode=mode)
+    stack = scenario_stack(scenario, mode, project_dir, ports=ports, services_aws_endpoint=proxy.url)
     try:
         stack.start()
         plan = [(f"{scenario}-{i:04d}", rng.choice(MIX)) for i in range(profile.trips)]
@@ -357,9 +381,8 @@ def run_scenario(
         log(format_result(result))
         return result
     finally:
-        stack.stop()
+        discard(stack)
         proxy.close()
-        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def longest_gap(done: Sequence[float], start: float, end: float) -> tuple[float, float] | None:
@@ -551,19 +574,13 @@ def run_node_scenario(
     """Kill nodes of a 3-node cluster under load, one at a time; then two at once; then audit."""
     scenario = "node"
     rng = random.Random(f"{seed}-{scenario}-{mode}")
-    data_dir = Path(tempfile.mkdtemp(prefix=f"holiday-chaos-{scenario}-"))
-    ports = Ports.free()
-    stack = LocalStack(
-        project_dir, data_dir, ports, mode=mode, nodes=CLUSTER_NODES, node_ports=NodePorts.free(ports, CLUSTER_NODES)
-    )
+    stack = scenario_stack(scenario, mode, project_dir, CLUSTER_NODES)
     cluster = ClusterView(stack)
     try:
         stack.start()
         # Round robin: each caller starts at a node, and asks the next when its node fails it.
         calls = [Call(f"{scenario}-{i:04d}", rng.choice(MIX), first=i % CLUSTER_NODES) for i in range(profile.trips)]
-        timeout = httpx.Timeout(profile.node_timeout_s, connect=1.0)
-        limits = httpx.Limits(max_connections=profile.concurrency)
-        clients = [httpx.Client(base_url=url, timeout=timeout, limits=limits) for url in stack.ingress_urls]
+        clients = node_clients(stack, profile.node_timeout_s, profile.concurrency)
         gate = Gate()
         try:
 
@@ -598,8 +615,7 @@ def run_node_scenario(
         log(format_result(result))
         return result
     finally:
-        stack.stop()
-        shutil.rmtree(data_dir, ignore_errors=True)
+        discard(stack)
 
 
 def _two_down(

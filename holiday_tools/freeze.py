@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
 import signal
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -30,8 +28,6 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import httpx
 
 from holiday_tools.audit import audit
 from holiday_tools.chaos import (
@@ -44,11 +40,14 @@ from holiday_tools.chaos import (
     ScenarioResult,
     _cluster_call,
     _seconds,
+    discard,
     longest_gap,
+    node_clients,
     problem_lines,
+    scenario_stack,
     wrapped,
 )
-from holiday_tools.devstack import LocalStack, Mode, NodePorts, Ports, StackError
+from holiday_tools.devstack import Mode, StackError
 from holiday_tools.restatectl import RestatectlError
 from holiday_tools.text import plural
 
@@ -190,18 +189,12 @@ def run_freeze_scenario(
     `node_timeout_s` (a caller asks the next node after this long without an answer), `answer_within_s`.
     """
     rng = random.Random(f"{seed}-{SCENARIO}-{mode}")
-    data_dir = Path(tempfile.mkdtemp(prefix=f"holiday-chaos-{SCENARIO}-"))
-    ports = Ports.free()
-    stack = LocalStack(
-        project_dir, data_dir, ports, mode=mode, nodes=CLUSTER_NODES, node_ports=NodePorts.free(ports, CLUSTER_NODES)
-    )
+    stack = scenario_stack(SCENARIO, mode, project_dir, CLUSTER_NODES)
     cluster = ClusterView(stack)
     try:
         stack.start()
         calls = [Call(f"{SCENARIO}-{i:04d}", rng.choice(MIX), first=i % CLUSTER_NODES) for i in range(profile.trips)]
-        timeout = httpx.Timeout(profile.node_timeout_s, connect=1.0)
-        limits = httpx.Limits(max_connections=profile.concurrency)
-        clients = [httpx.Client(base_url=url, timeout=timeout, limits=limits) for url in stack.ingress_urls]
+        clients = node_clients(stack, profile.node_timeout_s, profile.concurrency)
         # The trips go out at a steady pace over the whole load, so that some are always on their way.
         pace_s = (warmup_s + freeze_s + after_s) / max(1, profile.trips)
         try:
@@ -231,8 +224,7 @@ def run_freeze_scenario(
         log(format_freeze(result))
         return result
     finally:
-        stack.stop()
-        shutil.rmtree(data_dir, ignore_errors=True)
+        discard(stack)
 
 
 def _measured(freeze: Freeze, calls: Sequence[Call], started: float, resumed: float) -> Freeze:

@@ -23,9 +23,7 @@ from __future__ import annotations
 import os
 import random
 import re
-import shutil
 import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -36,8 +34,18 @@ from pathlib import Path
 import httpx
 
 from holiday_tools.audit import audit
-from holiday_tools.chaos import MIX, Call, Profile, ScenarioResult, _cluster_call, longest_gap
-from holiday_tools.devstack import HOST, LocalStack, Mode, NodePorts, Ports, StackError, restate_server_binary
+from holiday_tools.chaos import (
+    MIX,
+    Call,
+    Profile,
+    ScenarioResult,
+    _cluster_call,
+    discard,
+    longest_gap,
+    node_clients,
+    scenario_stack,
+)
+from holiday_tools.devstack import HOST, LocalStack, Mode, StackError, restate_server_binary
 from holiday_tools.restatectl import RestatectlError, native_package, restatectl_binary
 from holiday_tools.text import plural, wrap
 from infra.host.config import READY_SCRIPT
@@ -253,10 +261,7 @@ def run_rolling_scenario(
     rng = random.Random(f"{seed}-{scenario}-{mode}")
     old = previous or previous_restate_server_binary(project_dir)
     new = restate_server_binary(project_dir)
-    data_dir = Path(tempfile.mkdtemp(prefix=f"holiday-chaos-{scenario}-"))
-    ports = Ports.free()
-    node_ports = NodePorts.free(ports, nodes) if nodes > 1 else []
-    stack = LocalStack(project_dir, data_dir, ports, mode=mode, nodes=nodes, node_ports=node_ports, restate_binary=old)
+    stack = scenario_stack(scenario, mode, project_dir, nodes, restate_binary=old)
     result = RollingResult(scenario, mode, 0, 0, 0.0, 0, 0, nodes=nodes)
     result.previous, result.pinned = restate_server_version(old), restate_server_version(new)
     result.gap_target_s = profile.gap_target_s if nodes > 1 else None
@@ -266,9 +271,7 @@ def run_rolling_scenario(
             check = NodeRoll(name, "")
             if not _wait_ready(stack, index, profile, check):
                 raise StackError(f"{name} not ready before the roll: {check.not_ready}")
-        timeout = httpx.Timeout(profile.node_timeout_s, connect=1.0)
-        limits = httpx.Limits(max_connections=profile.concurrency)
-        clients = [httpx.Client(base_url=url, timeout=timeout, limits=limits) for url in stack.ingress_urls]
+        clients = node_clients(stack, profile.node_timeout_s, profile.concurrency)
         try:
             started = time.monotonic()
             load = Load(clients, profile, scenario, rng)
@@ -298,8 +301,7 @@ def run_rolling_scenario(
         log(format_result(result))
         return result
     finally:
-        stack.stop()
-        shutil.rmtree(data_dir, ignore_errors=True)
+        discard(stack)
 
 
 def _roll(stack: LocalStack, binary: Path, profile: RollingProfile, result: RollingResult) -> None:

@@ -22,6 +22,7 @@ import httpx
 from boto3.dynamodb.types import TypeDeserializer
 
 from holiday.models import RowStatus
+from holiday_tools.chaos import ScenarioResult
 from holiday_tools.devstack import LOCAL_ACCOUNT, LocalStack
 
 T = TypeVar("T")
@@ -248,3 +249,16 @@ def event(
     if request_type == "Update":
         body["OldResourceProperties"] = {**properties, **(old_props or {})}
     return body
+
+
+def assert_every_trip_settled_once(result: ScenarioResult) -> None:
+    """A chaos scenario kept the saga's promises: every answer right, no violation, nothing still retrying,
+    and trips requested = trips booked + trips undone (nothing lost, nothing doubled)."""
+    assert result.wrong_answers == []
+    assert result.report.violations == []
+    assert (result.report.trips, result.report.booked, result.report.undone) == (
+        result.trips,
+        result.clean,
+        result.failing,
+    )
+    assert result.report.stuck_invocations == []
