@@ -304,6 +304,15 @@ def test_every_target_group_asks_restates_health_through_nginx(mode: str, templa
         assert props["HealthCheckPort"] == str(props["Port"])
 
 
+def test_a_host_leaving_the_load_balancer_is_let_go_within_30_s(mode: str, templates: Templates) -> None:
+    # A group ends an instance only after its target's deregistration delay: 300 s by default, which a
+    # rolling update would wait through for every node, and a single node would spend down but still running.
+    restate, _ = templates
+    for group in resources(restate, "AWS::ElasticLoadBalancingV2::TargetGroup").values():
+        attributes = {a["Key"]: a["Value"] for a in group["Properties"].get("TargetGroupAttributes", [])}
+        assert attributes.get("deregistration_delay.timeout_seconds") == "30"
+
+
 # --- Secrets Manager: the ingress key is made at deploy and stays there -----------------------
 
 
