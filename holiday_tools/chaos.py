@@ -40,7 +40,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
 
@@ -265,7 +265,26 @@ def judge(trip_id: str, run_type: RunType | None, answer: httpx.Response | str) 
     return f"{trip_id} ({run_type or 'clean'}): HTTP {answer.status_code} {answer.text[:200]}"
 
 
-class Injector:
+class Background:
+    """A thread that runs `_run` while in a `with` block; at its end `_stop` is set, and the thread awaited."""
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+
+class Injector(Background):
     """Injects one kind of fault at random intervals until stopped; counts the faults."""
 
     def __init__(
@@ -279,16 +298,7 @@ class Injector:
         }[scenario]
         self.every_s = dict(profile.fault_every_s)[scenario]
         self.faults = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> Injector:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join()
+        super().__init__()
 
     def _run(self) -> None:
         # The first fault comes early, so even a short run sees one; a fault that found
@@ -512,22 +522,18 @@ class ClusterView:
             self.start(self.stack.restate_names[index])
 
 
-class NodeKiller:
-    """Kills one node at a time, each in the middle of a wave of trips; restarts it, waits for the cluster."""
+class NodeKiller(Background):
+    """Kills one node at a time, each in the middle of a wave of trips; restarts it, waits for the cluster.
+
+    It ignores `_stop`: the end of the `with` block waits for its kills to end.
+    """
 
     def __init__(self, cluster: ClusterView, profile: Profile, gate: Gate, rng: random.Random) -> None:
         self.cluster, self.profile, self.gate, self.rng = cluster, profile, gate, rng
         self.kills: list[Kill] = []
         self.problems: list[str] = []
         self.planned = min(profile.kills, profile.trips)
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> NodeKiller:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._thread.join()
+        super().__init__()
 
     def _run(self) -> None:
         trips = self.profile.trips

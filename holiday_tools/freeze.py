@@ -21,7 +21,6 @@ from __future__ import annotations
 import os
 import random
 import signal
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -34,6 +33,7 @@ from holiday_tools.chaos import (
     CLUSTER_NODES,
     FREEZE,
     MIX,
+    Background,
     Call,
     ClusterView,
     Profile,
@@ -120,7 +120,7 @@ def process_state(pid: int) -> str:
         return "?"
 
 
-class Freezer:
+class Freezer(Background):
     """After `warmup_s` of load: SIGSTOP the node leading the most partitions, SIGCONT it `freeze_s` later."""
 
     def __init__(self, cluster: ClusterView, warmup_s: float, freeze_s: float) -> None:
@@ -128,16 +128,7 @@ class Freezer:
         self.freeze: Freeze | None = None
         self.resumed = 0.0
         self.problems: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> Freezer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join()
+        super().__init__()
 
     def wait(self) -> None:
         self._thread.join()
