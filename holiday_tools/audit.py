@@ -24,10 +24,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-import httpx
-
 from holiday.models import RowStatus
 from holiday.storage import DynamoLedger
+from holiday_tools.admin import AdminError, RestateAdmin
 from holiday_tools.text import wrap
 
 # The statuses are the ones the services write (holiday.models.RowStatus), so these rules cannot drift.
@@ -120,31 +119,17 @@ def _describe(statuses: Mapping[str, list[str]]) -> str:
     return " ".join(f"{k}={'+'.join(v) or '-'}" for k, v in statuses.items())
 
 
-def stuck_invocations(admin_url: str, token: str | None = None, patience_s: float = 10.0) -> list[dict[str, Any]]:
+def stuck_invocations(admin: RestateAdmin) -> list[dict[str, Any]]:
     """Invocations Restate is still retrying or has paused, from its admin API.
 
     A retried invocation alternates between `backing-off` (waiting) and `running`
     (the next attempt): one that is running again after a failure counts too.
-    A 5xx answer is asked again for up to `patience_s`: a cluster whose partitions are moving
-    (a node just restarted) answers so for a moment. Anything else fails at once.
     """
-    query = (
+    return admin.query(
         "SELECT id, target, status, retry_count, last_failure, created_at FROM sys_invocation "
         "WHERE status IN ('backing-off', 'paused') OR (status = 'running' AND last_failure IS NOT NULL) "
         "ORDER BY created_at"
     )
-    headers = {"accept": "application/json"}
-    if token:
-        headers["authorization"] = f"Bearer {token}"
-    deadline = time.monotonic() + patience_s
-    while True:
-        response = httpx.post(f"{admin_url}/query", json={"query": query}, headers=headers, timeout=30)
-        if response.status_code < 500 or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
-    response.raise_for_status()
-    rows: list[dict[str, Any]] = response.json()["rows"]
-    return rows
 
 
 def audit(
@@ -157,9 +142,10 @@ def audit(
     report = check(scan(ledgers), threshold_s)
     if admin_url:
         try:
-            report.stuck_invocations = stuck_invocations(admin_url, token)
-        except (httpx.HTTPError, ValueError, KeyError) as err:  # no answer, an error, or not the admin API's
-            why = str(err).partition("\n")[0] or type(err).__name__
+            with RestateAdmin(admin_url, token) as admin:
+                report.stuck_invocations = stuck_invocations(admin)
+        except AdminError as err:  # no answer, an error, or not the admin API's
+            why = err.reason.partition("\n")[0]
             report.admin_error = f"could not query Restate's admin API at {admin_url}: {why}"
         else:
             report.invocations_checked = True
