@@ -30,3 +30,13 @@ def slow(event: Any, context: Any) -> int:
 
 def die(event: Any, context: Any) -> None:
     os._exit(3)
+
+
+def version(event: Any, context: Any) -> dict[str, Any]:
+    """Which code answered, as which version: the zips of tests/tools/test_locallambda_versions.py replace it."""
+    return {
+        "code": "project",
+        "version": context.function_version,
+        "env": os.environ["AWS_LAMBDA_FUNCTION_VERSION"],
+        "arn": context.invoked_function_arn,
+    }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import signal
+from pathlib import Path
 from typing import NoReturn
 
 from holiday_tools.locallambda.runtime import FunctionSpec, LocalLambda
@@ -29,6 +30,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--function", action="append", required=True, metavar="NAME=MODULE.ATTR", help="a function and its handler"
     )
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        help="keep uploaded code and published versions here, for the next start (default: only while running)",
+    )
     args = parser.parse_args(argv)
     specs = []
     for item in args.function:
@@ -37,7 +43,7 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     try:
-        runtime = LocalLambda(specs, args.host, args.port, args.region)
+        runtime = LocalLambda(specs, args.host, args.port, args.region, state_dir=args.state_dir)
         print(f"local Lambda on http://{args.host}:{args.port}: {', '.join(s.name for s in specs)}", flush=True)
         try:
             runtime.serve_forever()

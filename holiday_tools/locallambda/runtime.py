@@ -19,11 +19,18 @@ Errors are reported as Lambda reports them: status 200 with the header
 a timeout (the worker is then killed and replaced) or a worker that died.
 `GET /local/workers` and `GET /local/stats` show the workers and the counts
 of invocations and their durations.
+
+Functions have versions (see `versions`): UpdateFunctionCode, PublishVersion,
+ListVersionsByFunction, GetFunction and DeleteFunction of one version work as
+on Lambda, and each version runs in workers of its own.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
+import math
 import os
 import queue
 import signal
@@ -35,16 +42,16 @@ import time
 import uuid
 from collections import deque
 from concurrent.futures import Future
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from http.server import BaseHTTPRequestHandler
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from holiday_tools.localhttp import Handler, QuietServer
+from holiday_tools.locallambda.versions import LATEST, ApiError, Version, VersionStore, function_arn, invalid
 
-ACCOUNT = "123456789012"
-VERSION = "1"
-INVOKE_PREFIX = "/2015-03-31/functions/"
+FUNCTIONS_PREFIX = "/2015-03-31/functions/"
 # Seconds a worker may take to import its handler, as Lambda's init phase.
 INIT_TIMEOUT = 10.0
 CORES = os.cpu_count() or 1
@@ -63,8 +70,36 @@ class FunctionSpec:
     # (2026-12-01): 19 to 24 trips/s with 2 workers per function, 16 to 23 with 4, 14 to 17 with 6.
     max_workers: int = max(2, CORES)
 
-    def arn(self, region: str) -> str:
-        return f"arn:aws:lambda:{region}:{ACCOUNT}:function:{self.name}:{VERSION}"
+    def arn(self, region: str, version: str) -> str:
+        return function_arn(region, self.name, version)
+
+    def configuration(self, region: str, number: str, version: Version) -> dict[str, Any]:
+        """The FunctionConfiguration Lambda answers about one version."""
+        return {
+            "FunctionName": self.name,
+            "FunctionArn": self.arn(region, number),
+            "Version": number,
+            "Handler": self.handler,
+            "Runtime": f"python{sys.version_info.major}.{sys.version_info.minor}",
+            "CodeSha256": version.code_sha256,
+            "CodeSize": version.code_size,
+            "Description": version.description,
+            "LastModified": version.last_modified,
+            "MemorySize": self.memory_mb,
+            "Timeout": math.ceil(self.timeout),
+            "State": "Active",
+            "LastUpdateStatus": "Successful",
+            "PackageType": "Zip",
+        }
+
+
+@dataclass(frozen=True)
+class Deployed:
+    """One version of one function as its workers run it."""
+
+    spec: FunctionSpec
+    version: str  # "1", ... or "$LATEST"
+    code_dir: str | None  # first on the worker's sys.path; None: the project's own code
 
 
 class FunctionError(Exception):
@@ -90,6 +125,10 @@ class Stats:
     errors: int = 0
     cold_starts: int = 0
     billed_ms: float = 0.0
+
+    def add(self, other: Stats) -> None:
+        for counter in fields(self):
+            setattr(self, counter.name, getattr(self, counter.name) + getattr(other, counter.name))
 
 
 class Spawner:
@@ -148,11 +187,14 @@ class _Spawn:
 class Worker:
     """One execution environment: a process running `holiday_tools.locallambda.worker`."""
 
-    def __init__(self, spec: FunctionSpec, env: dict[str, str], spawner: Spawner) -> None:
-        self.spec = spec
+    def __init__(self, deployed: Deployed, env: dict[str, str], spawner: Spawner) -> None:
+        self.deployed = deployed
+        self.spec = deployed.spec
         ours, theirs = socket.socketpair()
-        argv = [sys.executable, "-m", "holiday_tools.locallambda.worker", spec.handler, str(theirs.fileno())]
+        argv = [sys.executable, "-m", "holiday_tools.locallambda.worker", self.spec.handler, str(theirs.fileno())]
         argv.append(str(os.getpid()))  # its parent: if that is not who it finds, we are gone already
+        if deployed.code_dir is not None:
+            argv.append(deployed.code_dir)
         try:
             self.process = spawner.popen(argv, env, theirs.fileno())
         except OSError:
@@ -181,8 +223,8 @@ class Worker:
         deadline = time.time() + self.spec.timeout
         context = {
             "function_name": self.spec.name,
-            "function_version": VERSION,
-            "invoked_function_arn": self.spec.arn(region),
+            "function_version": self.deployed.version,
+            "invoked_function_arn": self.spec.arn(region, self.deployed.version),
             "memory_limit_in_mb": self.spec.memory_mb,
             "aws_request_id": request_id,
             "log_group_name": f"/aws/lambda/{self.spec.name}",
@@ -241,20 +283,22 @@ class _Waiter:
 
 
 class FunctionPool:
-    """The workers of one function, and the invocations waiting for one, served in arrival order.
+    """The workers of one function version, and the invocations waiting for one, served in arrival order.
 
     A waiting invocation takes the first worker to come free, warm or new, so it
     never sits out a cold start that a warm worker would have spared it.
     """
 
-    def __init__(self, spec: FunctionSpec, env: dict[str, str], region: str, spawner: Spawner) -> None:
+    def __init__(self, deployed: Deployed, env: dict[str, str], region: str, spawner: Spawner) -> None:
+        spec = deployed.spec
+        self.deployed = deployed
         self.spec = spec
         self.region = region
         self.spawner = spawner
         self.env = {
             **env,
             "AWS_LAMBDA_FUNCTION_NAME": spec.name,
-            "AWS_LAMBDA_FUNCTION_VERSION": VERSION,
+            "AWS_LAMBDA_FUNCTION_VERSION": deployed.version,
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_mb),
             "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{spec.name}",
             "AWS_REGION": region,
@@ -266,6 +310,7 @@ class FunctionPool:
         self._waiting: deque[_Waiter] = deque()
         self._starting = False
         self._stopped = False
+        self._retired = False
         self._lock = threading.Lock()
 
     def invoke(self, event: Any) -> Any:
@@ -317,12 +362,14 @@ class FunctionPool:
             self.stats.cold_starts += 1
 
     def _hand_over(self, worker: Worker) -> None:
-        """A free worker goes to the invocation that has waited longest, or waits itself."""
+        """A free worker goes to the invocation that has waited longest, or waits itself (ends, once retired)."""
         if self._waiting:
             waiter = self._waiting.popleft()
             self._assign(worker)
             waiter.worker = worker
             waiter.done.set()
+        elif self._retired:
+            self._drop(worker)
         else:
             worker.busy = False
             self._idle.append(worker)
@@ -336,14 +383,15 @@ class FunctionPool:
         """Start one more worker if invocations wait and there is room (under the lock)."""
         if self._waiting and not self._starting and not self._stopped and len(self.workers) < self.spec.max_workers:
             self._starting = True
-            threading.Thread(target=self._start_worker, name=f"start-{self.spec.name}", daemon=True).start()
+            name = f"start-{self.spec.name}:{self.deployed.version}"
+            threading.Thread(target=self._start_worker, name=name, daemon=True).start()
 
     def _start_worker(self) -> None:
         worker: Worker | None = None
         failure: str | None = None
         with self.spawner.slots:
             try:
-                worker = Worker(self.spec, self.env, self.spawner)
+                worker = Worker(self.deployed, self.env, self.spawner)
                 failure = worker.wait_ready()
             except OSError as err:
                 failure = str(err)
@@ -361,6 +409,14 @@ class FunctionPool:
                 self._hand_over(worker)
             self._scale()
 
+    def retire(self) -> None:
+        """Its version is gone or has new code: what runs or waits finishes, then every worker ends."""
+        with self._lock:
+            self._retired = True
+            for worker in self._idle:
+                self._drop(worker)
+            self._idle.clear()
+
     def stop(self) -> None:
         """Kill every worker; invocations still waiting fail."""
         with self._lock:
@@ -376,26 +432,41 @@ class FunctionPool:
 
 
 class LocalLambda:
-    """The Invoke API over HTTP, in front of one pool per function."""
+    """The Lambda API over HTTP (Invoke and the version operations), in front of one pool per function version."""
 
     def __init__(
-        self, specs: list[FunctionSpec], host: str, port: int, region: str, env: dict[str, str] | None = None
+        self,
+        specs: list[FunctionSpec],
+        host: str,
+        port: int,
+        region: str,
+        env: dict[str, str] | None = None,
+        state_dir: Path | None = None,
     ) -> None:
-        base_env = dict(os.environ if env is None else env)
+        self.base_env = dict(os.environ if env is None else env)
         self.region = region
+        self.specs = {s.name: s for s in specs}
         runtime = self
 
-        class InvokeHandler(Handler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("content-length") or 0))
-                runtime.handle_invoke(self, body)
-
+        class ApiHandler(Handler):
             def do_GET(self) -> None:
-                runtime.handle_local(self)
+                runtime.handle(self, "GET")
 
-        self.server = QuietServer((host, port), InvokeHandler)
+            def do_POST(self) -> None:
+                runtime.handle(self, "POST")
+
+            def do_PUT(self) -> None:
+                runtime.handle(self, "PUT")
+
+            def do_DELETE(self) -> None:
+                runtime.handle(self, "DELETE")
+
+        self.server = QuietServer((host, port), ApiHandler)
         self.spawner = Spawner(cold_starts=CORES)
-        self.pools = {s.name: FunctionPool(s, base_env, region, self.spawner) for s in specs}
+        self.versions = VersionStore({s.name: s.handler for s in specs}, region, state_dir)
+        self.pools: dict[tuple[str, str], FunctionPool] = {}  # by (function, version), made at its first call
+        self._every_pool: list[FunctionPool] = []  # retired ones too: their counts, and workers still finishing
+        self._lock = threading.Lock()  # around `versions` and `pools`
 
     def serve_forever(self) -> None:
         self.server.serve_forever()
@@ -408,51 +479,173 @@ class LocalLambda:
     def close(self) -> None:
         """Close the socket and stop every worker, once `serve_forever` has returned."""
         self.server.server_close()
-        for pool in self.pools.values():
+        with self._lock:
+            pools = list(self._every_pool)
+        for pool in pools:
             pool.stop()
         self.spawner.stop()
+        self.versions.close()
 
-    def function_name(self, path: str) -> tuple[str | None, str]:
-        """`/2015-03-31/functions/<name, name:qualifier or ARN>/invocations` -> (pool name, as given)."""
-        url = urlsplit(path)
-        if not (url.path.startswith(INVOKE_PREFIX) and url.path.endswith("/invocations")):
-            return None, url.path
-        given = unquote(url.path[len(INVOKE_PREFIX) : -len("/invocations")])
-        name = given.split(":")[6] if given.startswith("arn:") else given.split(":")[0]
-        qualifier = parse_qs(url.query).get("Qualifier", [VERSION])[0]
-        known = name in self.pools and qualifier in (VERSION, "$LATEST")
-        return (name if known else None), given
-
-    def handle_invoke(self, request: BaseHTTPRequestHandler, body: bytes) -> None:
-        name, given = self.function_name(request.path)
-        if name is None:
-            message = {"Type": "User", "message": f"Function not found: {given}"}
-            _reply(request, 404, message, {"x-amzn-ErrorType": "ResourceNotFoundException"})
+    def handle(self, request: BaseHTTPRequestHandler, method: str) -> None:
+        """Route one request: `/local/...`, or `/2015-03-31/functions/<name or ARN>[/<operation>]`."""
+        url = urlsplit(request.path)
+        body = request.rfile.read(int(request.headers.get("content-length") or 0))
+        if method == "GET" and url.path.startswith("/local/"):
+            self.handle_local(request, url.path)
             return
-        headers = {"X-Amz-Executed-Version": VERSION}
+        given, _, operation = url.path.removeprefix(FUNCTIONS_PREFIX).partition("/")
+        name, qualifier = _function_ref(unquote(given), parse_qs(url.query).get("Qualifier", [None])[0])
         try:
-            result = self.pools[name].invoke(json.loads(body or b"{}"))
+            if not url.path.startswith(FUNCTIONS_PREFIX):
+                raise ApiError(404, "UnknownOperationException", f"no such operation: {method} {url.path}")
+            if (method, operation) == ("POST", "invocations"):
+                self.invoke(request, name, qualifier, body)
+                return
+            status, payload = self.operate(method, operation, name, qualifier, body)
+        except ApiError as err:
+            _reply(request, err.status, {"Type": "User", "message": str(err)}, {"x-amzn-ErrorType": err.error_type})
+            return
+        _reply(request, status, payload, {})
+
+    def invoke(self, request: BaseHTTPRequestHandler, name: str, qualifier: str | None, body: bytes) -> None:
+        """Invoke: unqualified runs `$LATEST`; the answer names the version that ran."""
+        event = _parse(body, default={})
+        pool = self._pool(name, qualifier or LATEST)
+        headers = {"X-Amz-Executed-Version": pool.deployed.version}
+        try:
+            result = pool.invoke(event)
         except FunctionError as err:
             _reply(request, 200, err.payload, {**headers, "X-Amz-Function-Error": "Unhandled"})
             return
         _reply(request, 200, result, headers)
 
-    def handle_local(self, request: BaseHTTPRequestHandler) -> None:
-        if request.path == "/local/workers":
+    def operate(
+        self, method: str, operation: str, name: str, qualifier: str | None, body: bytes
+    ) -> tuple[int, dict[str, Any] | None]:
+        """The version operations: (status, response body)."""
+        if (method, operation) == ("PUT", "code"):
+            return 200, self.update_code(name, _parse(body, default={}))
+        if (method, operation) == ("POST", "versions"):
+            request = _parse(body, default={})
+            with self._lock:
+                number = self.versions.publish(name, request.get("Description", ""), request.get("CodeSha256"))
+                return 201, self._configuration(name, number)
+        if (method, operation) == ("GET", "versions"):
+            with self._lock:
+                numbers = [LATEST, *self.versions.function(name).published]
+                return 200, {"Versions": [self._configuration(name, n) for n in numbers], "NextMarker": None}
+        if (method, operation) == ("GET", ""):
+            with self._lock:
+                configuration = self._configuration(name, qualifier or LATEST)
+            return 200, {"Configuration": configuration, "Code": {"RepositoryType": "S3", "Location": ""}}
+        if (method, operation) == ("DELETE", ""):
+            with self._lock:
+                self.versions.delete(name, qualifier)
+                self._retire_stale(name)
+            return 204, None
+        raise ApiError(404, "UnknownOperationException", f"no such operation: {method} .../{name}/{operation}")
+
+    def update_code(self, name: str, request: dict[str, Any]) -> dict[str, Any]:
+        """UpdateFunctionCode from a zip: `$LATEST` runs it from now on; with Publish, a version too."""
+        unsupported = sorted(set(request) - {"ZipFile", "Publish"})
+        if unsupported or "ZipFile" not in request:
+            raise _invalid_code(unsupported)
+        with self._lock:
+            self.versions.function(name)  # a 404 before anything is unpacked
+        try:
+            data = base64.b64decode(request["ZipFile"], validate=True)
+        except (binascii.Error, TypeError):
+            raise _invalid_code(["ZipFile that is not base64"]) from None
+        code = self.versions.unpack(data)  # outside the lock: invocations go on meanwhile
+        with self._lock:
+            self.versions.set_latest(name, code)
+            number = self.versions.publish(name) if request.get("Publish") else LATEST
+            self._retire_stale(name)
+            return self._configuration(name, number)
+
+    def _configuration(self, name: str, number: str) -> dict[str, Any]:
+        return self.specs[name].configuration(self.region, number, self.versions.version(name, number))
+
+    def _pool(self, name: str, qualifier: str) -> FunctionPool:
+        """The pool of a version that exists (ResourceNotFound otherwise), made at its first invocation."""
+        with self._lock:
+            version = self.versions.version(name, qualifier)
+            pool = self.pools.get((name, qualifier))
+            if pool is None:
+                deployed = Deployed(self.specs[name], qualifier, self.versions.code_path(version))
+                pool = FunctionPool(deployed, self.base_env, self.region, self.spawner)
+                self.pools[name, qualifier] = pool
+                self._every_pool.append(pool)
+            return pool
+
+    def _retire_stale(self, name: str) -> None:
+        """After a change (under the lock): the pools of deleted versions, or of an older `$LATEST`, retire."""
+        function = self.versions.function(name)
+        for (pool_name, number), pool in list(self.pools.items()):
+            if pool_name != name:
+                continue
+            version = function.find(number)
+            if version is None or self.versions.code_path(version) != pool.deployed.code_dir:
+                del self.pools[pool_name, number]
+                pool.retire()
+
+    def stats(self) -> dict[str, Any]:
+        """Per function: the counts over all its versions, and `versions` with each one's."""
+        with self._lock:
+            pools = list(self._every_pool)
+            numbers = {name: [LATEST, *f.published] for name, f in self.versions.functions.items()}
+        by_version = {name: {number: Stats() for number in known} for name, known in numbers.items()}
+        for pool in pools:
+            by_version[pool.spec.name].setdefault(pool.deployed.version, Stats()).add(pool.stats)
+        report = {}
+        for name, versions in by_version.items():
+            total = Stats()
+            for counts in versions.values():
+                total.add(counts)
+            report[name] = {**asdict(total), "versions": {number: asdict(c) for number, c in versions.items()}}
+        return report
+
+    def handle_local(self, request: BaseHTTPRequestHandler, path: str) -> None:
+        if path == "/local/workers":
+            with self._lock:
+                pools = list(self._every_pool)
             workers = [
-                {"function": name, "pid": w.process.pid, "busy": w.busy}
-                for name, pool in self.pools.items()
+                {"function": pool.spec.name, "version": pool.deployed.version, "pid": w.process.pid, "busy": w.busy}
+                for pool in pools
                 for w in list(pool.workers)
             ]
             _reply(request, 200, workers, {})
-        elif request.path == "/local/stats":
-            _reply(request, 200, {name: asdict(pool.stats) for name, pool in self.pools.items()}, {})
+        elif path == "/local/stats":
+            _reply(request, 200, self.stats(), {})
         else:
-            _reply(request, 404, {"message": f"no such path {request.path}"}, {})
+            _reply(request, 404, {"message": f"no such path {path}"}, {})
+
+
+def _function_ref(given: str, qualifier: str | None) -> tuple[str, str | None]:
+    """`name`, `name:qualifier` or an ARN with or without a version -> (name, qualifier); a Qualifier parameter wins."""
+    parts = given.split(":")
+    if given.startswith("arn:"):
+        parts = parts[6:] or [given]
+    return parts[0], qualifier or (parts[1] if len(parts) > 1 else None)
+
+
+def _invalid_code(unsupported: list[str]) -> ApiError:
+    return invalid(
+        "The local Lambda runtime takes code only as ZipFile (a zip, base64 in the JSON body, as the AWS SDKs "
+        f"send it), with Publish; not {', '.join(unsupported) or 'no code at all'}"
+    )
+
+
+def _parse(body: bytes, default: Any) -> Any:
+    """A JSON request body; Lambda's 400 if it is not JSON."""
+    try:
+        return json.loads(body) if body else default
+    except ValueError:
+        raise ApiError(400, "InvalidRequestContentException", "Could not parse request body into json") from None
 
 
 def _reply(request: BaseHTTPRequestHandler, status: int, payload: Any, headers: dict[str, str]) -> None:
-    data = json.dumps(payload).encode()
+    data = b"" if status == 204 else json.dumps(payload).encode()
     # One connection per invocation: a caller that pooled connections to this runtime
     # would otherwise, after the runtime restarts, send its next invocation down a
     # connection nobody answers, and wait (restate-server waited 60 s) before retrying.

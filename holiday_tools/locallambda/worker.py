@@ -1,8 +1,11 @@
 """One Lambda execution environment: imports a handler, then runs invocations one at a time.
 
 Started by the local Lambda runtime as
-`python -m holiday_tools.locallambda.worker MODULE.ATTR FD RUNTIME_PID`. Once
-the handler is imported it says so with one line on the socket FD, then reads
+`python -m holiday_tools.locallambda.worker MODULE.ATTR FD RUNTIME_PID [CODE_DIR]`.
+A version uploaded as a zip runs from CODE_DIR, put first on `sys.path` so that
+its modules win over the project's own (installed in editable mode, and on the
+path too); nothing here imports the project's `holiday` package before that.
+Once the handler is imported it says so with one line on the socket FD, then reads
 one JSON invocation per line and answers with one JSON line, calling the
 handler on the main thread with an event dict and a context object, as the
 AWS Python runtime does. What the handler prints goes to stderr (the
@@ -75,7 +78,7 @@ def serve(handler: Callable[[Any, LambdaContext], Any], channel: socket.socket) 
 
 
 def main(argv: list[str]) -> None:
-    handler_path, fd, runtime_pid = argv[1], int(argv[2]), int(argv[3])
+    handler_path, fd, runtime_pid, code_dirs = argv[1], int(argv[2]), int(argv[3]), argv[4:]
     exit_with_parent()
     if os.getppid() != runtime_pid:
         return  # the runtime died before we asked to die with it
@@ -85,6 +88,7 @@ def main(argv: list[str]) -> None:
     # The AWS runtime gives the root logger a handler; so do we, naming the function.
     name = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "?")
     logging.basicConfig(format=f"%(asctime)s %(levelname)-5s [{name}] %(name)s: %(message)s")
+    sys.path[:0] = code_dirs
     module_name, attr = handler_path.rsplit(".", 1)
     handler = getattr(importlib.import_module(module_name), attr)
     # A broken socket means the runtime is gone: there is nobody to answer, so no traceback either.

@@ -56,7 +56,10 @@ def test_invoke_by_version_arn_or_name_runs_the_handler_on_the_main_thread(clien
     assert (result["function"], result["arn"]) == ("echo", arn)
     assert result["main_thread"]
     assert result["time_left"]
-    assert invoke(client, "echo")[1]["pid"] == result["pid"]  # the warm worker is reused
+    assert invoke(client, arn)[1]["pid"] == result["pid"]  # the warm worker is reused
+    latest = invoke(client, "echo")[1]  # unqualified: $LATEST, in workers of its own, as on Lambda
+    assert latest["arn"] == arn.removesuffix(":1") + ":$LATEST"
+    assert latest["pid"] != result["pid"]
 
 
 def test_an_exception_is_an_unhandled_function_error_and_the_worker_lives_on(client: Any, runtime: LocalLambda) -> None:
@@ -65,7 +68,7 @@ def test_an_exception_is_an_unhandled_function_error_and_the_worker_lives_on(cli
     assert (payload["errorType"], payload["errorMessage"]) == ("ValueError", "boom")
     assert payload["stackTrace"]
     invoke(client, "boom")
-    assert runtime.pools["boom"].stats.cold_starts == 1
+    assert runtime.stats()["boom"]["cold_starts"] == 1
 
 
 def test_a_timeout_kills_the_worker_and_the_next_call_gets_a_new_one(client: Any) -> None:
