@@ -27,13 +27,15 @@ from holiday.models import RunType
 from holiday.storage import DynamoLedger, Row
 from holiday_tools.chaos import EVERY_SCENARIO
 from holiday_tools.devstack import LocalStack, Mode, Ports, StackError
-from holiday_tools.text import format_table, wrap
+from holiday_tools.text import format_table, plural, wrap
 
 if TYPE_CHECKING:
     from holiday_tools.bench import Ingress
 
 DEFAULT_INGRESS = "http://127.0.0.1:8080"
 LOCAL_AWS = "http://127.0.0.1:4566"
+LOCAL_ADMIN = f"http://127.0.0.1:{Ports.admin}"
+LOCAL_LAMBDA = f"http://127.0.0.1:{Ports.functions}"
 ROW_COLUMNS = {"pk", "sk", "transaction_status", "updated_at"}  # what `holiday rows` shows in columns
 # The 409 of a failed trip (holiday/trips.py): where it failed, why, and what was undone.
 SAGA_FAILURE = re.compile(
@@ -304,18 +306,27 @@ def package(out: Path) -> None:
         _fail(f"an asset is over the {SIZE_BUDGET_MB:.0f} MB budget")
 
 
+def _admin_option(purpose: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    return click.option(
+        "--admin",
+        envvar="HOLIDAY_ADMIN",
+        default=LOCAL_ADMIN,
+        show_default=True,
+        callback=_url,
+        help=f"Restate admin API, {purpose} (env HOLIDAY_ADMIN).",
+    )
+
+
+admin_token_option = click.option(
+    "--admin-token", envvar="RESTATE_AUTH_TOKEN", help="Bearer token for the admin API (Restate Cloud)."
+)
+
+
 @main.command()
 @stack_option
 @aws_endpoint_option
-@click.option(
-    "--admin",
-    envvar="HOLIDAY_ADMIN",
-    default="http://127.0.0.1:9070",
-    show_default=True,
-    callback=_url,
-    help="Restate admin API, to list invocations still retrying; '' to skip (env HOLIDAY_ADMIN).",
-)
-@click.option("--admin-token", envvar="RESTATE_AUTH_TOKEN", help="Bearer token for the admin API (Restate Cloud).")
+@_admin_option("to list invocations still retrying; '' to skip")
+@admin_token_option
 @click.option(
     "--threshold",
     default=60.0,
@@ -412,6 +423,68 @@ def _ledgers(stack: str | None, endpoint: str | None) -> dict[str, DynamoLedger]
 
 def _is_loopback(url: str) -> bool:
     return (urlsplit(url).hostname or "") in ("127.0.0.1", "localhost", "::1")
+
+
+@main.command()
+@_admin_option("whose deployments to prune")
+@admin_token_option
+@click.option(
+    "--insecure",
+    "admin_insecure",
+    is_flag=True,
+    help="Accept a self-signed TLS certificate from the admin API, as curl -k does.",
+)
+@click.option(
+    "--keep",
+    default=2,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Deployments kept per service, newest first, counting the current one: the rest can be rolled back to.",
+)
+@click.option(
+    "--lambda-endpoint",
+    envvar="AWS_ENDPOINT_URL_LAMBDA",
+    callback=_url,
+    help=f"Lambda API for deleting versions [default: the local runtime's, {LOCAL_LAMBDA}, when --admin is on "
+    "this machine; else AWS's, with your credentials].",
+)
+@click.option("--dry-run", is_flag=True, help="Print the plan only; change nothing.")
+def prune(
+    admin: str, admin_token: str | None, admin_insecure: bool, keep: int, lambda_endpoint: str | None, dry_run: bool
+) -> None:
+    """Remove the deployments no invocation runs on any more, and their Lambda versions.
+
+    Never the current deployment of a service, never one with an invocation pinned to it,
+    never the newest --keep of a service. Exits 1 when something could not be removed.
+    """
+    from holiday_tools import prune as pruning
+    from holiday_tools.admin import AdminError, RestateAdmin
+
+    if not admin:
+        _fail("--admin is required: the Restate admin API whose deployments to prune")
+    if lambda_endpoint is None and _is_loopback(admin):
+        lambda_endpoint = LOCAL_LAMBDA
+    local = lambda_endpoint is not None and _is_loopback(lambda_endpoint)  # the local runtime's credentials
+    versions_api = pruning.Boto3Versions(lambda_endpoint, local)
+    with RestateAdmin(admin, admin_token, admin_insecure) as api:
+        try:
+            deployments = pruning.plan(pruning.read(api), keep)
+            versions = pruning.plan_versions(deployments, versions_api, keep)
+        except (AdminError, pruning.VersionError) as err:
+            _fail(str(err))
+        click.echo(pruning.format_plan(deployments, versions, admin, keep))
+        removals = sum(not d.keep for d in deployments) + sum(len(v.doomed) for v in versions)
+        if dry_run or not removals:
+            click.echo("\nDry run: nothing changed." if removals else "\nNothing to remove.")
+            return
+        click.echo("")
+        outcome = pruning.prune(api, deployments, versions, versions_api, click.echo)
+    click.echo(
+        f"\nRemoved {plural(len(outcome.removed), 'deployment')} from Restate and deleted "
+        f"{plural(len(outcome.versions_deleted), 'Lambda version')}."
+    )
+    if outcome.problems:
+        _fail("not everything could be removed: " + "; ".join(outcome.problems))
 
 
 @main.command()

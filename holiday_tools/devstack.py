@@ -51,6 +51,7 @@ RESTATE_LOCAL_TUNING = {
 }
 # The deployed functions, plus the null saga that `holiday bench` compares against.
 LOCAL_FUNCTIONS = {**FUNCTIONS, "nullsaga": "holiday_tools.nullsaga.app"}
+REGISTRATION_HANDLER = "infra.registration.handler.on_event"
 TOPIC_NAME = "holiday-trips"
 LOCAL_ACCOUNT = "123456789012"  # moto's account
 Mode = Literal["http", "lambda"]
@@ -315,6 +316,11 @@ class LocalStack:
     def function_arn(self, name: str) -> str:
         """The version ARN Restate invokes for function `name` ("trips", ...) in lambda mode."""
         return f"arn:aws:lambda:{self.settings.aws_region}:{LOCAL_ACCOUNT}:function:holiday-{name}:1"
+
+    @property
+    def invoker_role_arn(self) -> str:
+        """The role Restate assumes to invoke the functions (lambda mode), as RestateStack's invoker role."""
+        return f"arn:aws:iam::{LOCAL_ACCOUNT}:role/holiday-restate-invoker"
 
     @property
     def log_dir(self) -> Path:
@@ -602,7 +608,7 @@ class LocalStack:
         process, log = self.processes[self.restate_names[index]], self.node_log(index)
         return f"{process.name} {describe_exit(process.returncode)}: {last_line(log)} (see {log})"
 
-    def start_services(self) -> None:
+    def _services_env(self) -> dict[str, str]:
         env = {
             **os.environ,
             **LOCAL_CREDENTIALS,
@@ -611,6 +617,9 @@ class LocalStack:
             "PYTHONUNBUFFERED": "1",
         }
         env.pop("AWS_LAMBDA_FUNCTION_NAME", None)  # would turn restate.app into a Lambda handler
+        return env
+
+    def start_services(self) -> None:
         if self.mode == "lambda":
             argv = [
                 sys.executable,
@@ -620,14 +629,36 @@ class LocalStack:
                 HOST,
                 "--port",
                 str(self.ports.functions),
+                # Published versions survive a restart of the runtime, as on Lambda.
+                "--state-dir",
+                str(self.data_dir / "lambda"),
             ]
             argv += [f"--function=holiday-{name}={handler}" for name, handler in LOCAL_FUNCTIONS.items()]
+            # The CDK app's registration handler, so a deploy can be rehearsed as CloudFormation runs it.
+            argv.append(f"--function=holiday-registration={REGISTRATION_HANDLER}")
             health = f"{self.services_url}/local/stats"
         else:
             argv = [sys.executable, "-m", "holiday_tools.server", "--host", HOST, "--port", str(self.ports.services)]
             health = f"{self.services_url}/health"
-        self._spawn("services", argv, env, self.log_dir / "services.log", echo=self.services_log_to_terminal)
+        log = self.log_dir / "services.log"
+        self._spawn("services", argv, self._services_env(), log, echo=self.services_log_to_terminal)
         wait_until(http_ok(health), f"services on {self.services_url}")
+
+    def start_extra_services(self, name: str, code_dir: Path) -> str:
+        """Another services process (http mode) running the code in `code_dir` on a free port; its URL.
+
+        A new release beside the running one: Restate keeps sending the invocations pinned to
+        the old deployment to the old process. Stopped with the stack.
+        """
+        port = _free_ports(1, frozenset(vars(self.ports).values()))[0]
+        # The release's packages first; PYTHONSAFEPATH keeps `-m` from putting the working directory (the
+        # project, with the running code's `holiday/`) ahead of them. The tools come from the install.
+        env = {**self._services_env(), "PYTHONPATH": str(code_dir), "PYTHONSAFEPATH": "1"}
+        argv = [sys.executable, "-m", "holiday_tools.server", "--host", HOST, "--port", str(port)]
+        url = f"http://{HOST}:{port}"
+        self._spawn(name, argv, env, self.log_dir / f"{name}.log", self.services_log_to_terminal)
+        wait_until(http_ok(f"{url}/health"), f"{name} on {url}")
+        return url
 
     def restart_services(self, kill: bool = True) -> None:
         """Crash (SIGKILL) or stop the services and start them again on the same port."""
@@ -663,7 +694,7 @@ class LocalStack:
     def register(self) -> None:
         """Tell Restate where the services are (force: replace an earlier registration)."""
         if self.mode == "lambda":
-            role = f"arn:aws:iam::{LOCAL_ACCOUNT}:role/holiday-restate-invoker"
+            role = self.invoker_role_arn
             targets = [{"arn": self.function_arn(name), "assume_role_arn": role} for name in LOCAL_FUNCTIONS]
         else:
             targets = [{"uri": self.services_url}]
