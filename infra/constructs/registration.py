@@ -6,7 +6,11 @@ a clear reason inside its timeout instead of hanging the stack. A new function
 version changes the resource's properties, so CloudFormation registers again;
 a rollback registers the earlier version again and Restate routes to it. On
 delete the registration is kept unless `deregister_on_delete`, and a delete
-never fails because Restate cannot be reached.
+never fails because Restate cannot be reached. CloudFormation deletes the
+previous registration after every code update; even with `deregister_on_delete`
+it stays while invocations that started on it have not finished (Restate pins
+them to it, and deleting it would break them) or while Restate cannot tell, and
+`holiday prune` removes it later.
 """
 
 from __future__ import annotations

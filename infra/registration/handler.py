@@ -31,6 +31,15 @@ DELETE_BUDGET_S, and when Restate cannot be reached, refuses, or the properties
 or token are unusable, it logs a warning with the `curl` command that removes the
 deployment by hand and reports success.
 
+Every code update registers a new deployment under a new physical id, so
+CloudFormation deletes the previous registration at the end of each update (and
+after a rollback, the one the failed update made). Invocations stay pinned to the
+deployment they started on, and Restate deletes only by force, which breaks them:
+so before deleting, the handler asks Restate (SQL introspection of sys_invocation)
+how many unfinished invocations are pinned to it, and keeps the deployment when
+any are, or when it cannot find out, with a warning that names `holiday prune`,
+which removes it once they have finished.
+
 The module needs only the standard library (and boto3, which the Lambda
 runtime provides, for the optional token), so the asset is this file alone.
 """
@@ -71,6 +80,8 @@ RETRYABLE_STATUSES = frozenset({408, 429})  # 4xx answers that mean "try again l
 REMOVAL_POLICIES = ("retain", "destroy")
 # arn:<partition>:lambda:<region>:<account>:function:<name>:<version>, split into function and version.
 VERSION_ARN = re.compile(r"(arn:[^:]+:lambda:[^:]+:[^:]+:function:[^:]+):([0-9]+)")
+# The shape of the deployment ids Restate gives out; checked before one goes into an SQL query.
+DEPLOYMENT_ID = re.compile(r"dp_[0-9A-Za-z]+")
 
 
 class LambdaContext(Protocol):
@@ -408,7 +419,18 @@ def deregister(physical_id: str, props: Properties, deadline: float) -> dict[str
         if url_problem := props.admin_url_problem():
             raise RegistrationError(f"invalid properties: {url_problem}")
         api = admin_api(props, deadline)
-        # Restate 1.7 deletes only by force.
+        if pinned := pinned_invocations(api, physical_id):
+            LOG.warning(
+                "keeping deployment %s: %s on it, and deleting it would break %s (Restate pins each "
+                "invocation to the deployment it started on). CloudFormation deletes the previous registration "
+                "after every code update; `holiday prune` removes it once they have finished. %s",
+                physical_id,
+                "1 invocation still runs" if pinned == 1 else f"{pinned} invocations still run",
+                "it" if pinned == 1 else "them",
+                removal_by_hand(physical_id, props),
+            )
+            return result
+        # Restate 1.7 deletes only by force, which breaks the invocations pinned to it: none, just checked.
         path = f"/deployments/{urllib.parse.quote(physical_id, safe='')}?force=true"
         answer = api.call("DELETE", path, accept=lambda status: 200 <= status < 300 or status == 404)
     except Exception as err:
@@ -426,6 +448,33 @@ def deregister(physical_id: str, props: Properties, deadline: float) -> dict[str
         return result
     LOG.info("deployment %s %s", physical_id, "was already gone" if answer.status == 404 else "deleted")
     return result
+
+
+def pinned_invocations(api: AdminApi, deployment_id: str) -> int:
+    """How many unfinished invocations are pinned to the deployment; raises when Restate cannot say.
+
+    Completed invocations stay listed (with status completed) for the journal retention, so they are left out.
+    """
+    try:
+        if not DEPLOYMENT_ID.fullmatch(deployment_id):
+            raise RegistrationError(f"{deployment_id!r} is not shaped like a Restate deployment id")
+        query = (
+            "SELECT COUNT(*) AS pinned FROM sys_invocation "
+            f"WHERE pinned_deployment_id = '{deployment_id}' AND status <> 'completed'"
+        )
+        answer = api.call("POST", "/query", {"query": query})
+        try:
+            [row] = answer.json()["rows"]
+            pinned = row["pinned"]
+        except (ValueError, KeyError, TypeError) as err:
+            raise RegistrationError(f"unexpected answer ({type(err).__name__}: {err}): {answer.message()}") from err
+        if not isinstance(pinned, int) or isinstance(pinned, bool):
+            raise RegistrationError(f"unexpected count {pinned!r}: {answer.message()}")
+    except RegistrationError as err:
+        raise RegistrationError(
+            f"could not check whether invocations still run on it, and deleting it would break them: {err}"
+        ) from err
+    return pinned
 
 
 def removal_by_hand(physical_id: str, props: Properties) -> str:

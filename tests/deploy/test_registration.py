@@ -7,12 +7,15 @@ books, and the reason shown when a registration fails.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
 import subprocess
 import threading
 import time
+import uuid
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,6 +25,7 @@ import httpx
 import pytest
 
 from holiday.functions import FUNCTIONS
+from holiday_tools import release
 from holiday_tools.devstack import LOCAL_ACCOUNT, LocalStack, Ports
 from infra.registration import handler
 from infra.registration.handler import RegistrationError, on_event
@@ -31,7 +35,22 @@ SERVICES = {"trips": {"trips", "trip"}, "flights": {"flights"}, "cars": {"cars"}
 
 
 def other_version(stack: LocalStack, name: str, version: int) -> str:
-    """Another version ARN of the same function: the local runtime serves any version, Restate sees a new one."""
+    """The ARN of version `version` of the same function, published if need be: Restate sees a new deployment.
+
+    Each version is the project's own `holiday` package, zipped with a marker file of its own: Lambda
+    publishes a new version only of changed code. Versions are published up to `version`, so ask for
+    the versions of one function in ascending order.
+    """
+    client = release.lambda_client(stack)
+    function = f"holiday-{name}"
+    published = {v["Version"] for v in client.list_versions_by_function(FunctionName=function)["Versions"]}
+    while str(version) not in published:
+        code = io.BytesIO(release.code_zip(PROJECT_DIR))
+        with zipfile.ZipFile(code, "a") as archive:
+            archive.writestr("marker.txt", str(uuid.uuid4()))
+        number = client.update_function_code(FunctionName=function, ZipFile=code.getvalue(), Publish=True)["Version"]
+        assert int(number) <= version, f"{function} is already past version {version}"
+        published.add(number)
     return stack.function_arn(name).rsplit(":", 1)[0] + f":{version}"
 
 
@@ -301,6 +320,8 @@ class FakeAdmin:
                     self.reply(200, None)
                 elif self.command == "POST" and self.path == "/deployments":
                     self.reply(201, {"id": "dp_test", "services": [{"name": "x"}]})
+                elif self.command == "POST" and self.path == "/query":
+                    self.reply(200, {"rows": [{"pinned": 0}]})  # no invocation runs on the deployment
                 elif self.command == "DELETE" and self.path == "/deployments/dp_test?force=true":
                     self.reply(202, None)
                 else:
@@ -362,6 +383,7 @@ def test_every_admin_call_carries_the_token_from_secrets_manager(local: LocalSta
     assert [(method, path) for method, path, _, _ in fake_admin.requests] == [
         ("GET", "/health"),
         ("POST", "/deployments"),
+        ("POST", "/query"),
         ("DELETE", "/deployments/dp_test?force=true"),
     ]
     assert {auth for _, _, auth, _ in fake_admin.requests} == {"Bearer s3cret"}
