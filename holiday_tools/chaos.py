@@ -16,7 +16,14 @@ injecting one kind of fault until the load is done:
   while it is down, so each kill's failover (from the kill to the first
   answer to a trip sent after it) is measured. At the end two of the three
   nodes die: reservations must then get no answer and write nothing, and
-  complete, once each, when one node comes back.
+  complete, once each, when one node comes back;
+- `freeze`: on a 3-node cluster, SIGSTOP the node leading the most
+  partitions for a while (holiday_tools/freeze.py);
+- `rolling`, `rolling1`: upgrade restate-server node by node, on a 3-node
+  cluster and on a single node (holiday_tools/rolling.py);
+- `upgrade`: deploy a new release of the code halfway through the load,
+  beside the running one, and prune the old one after the last answer
+  (holiday_tools/upgrade.py).
 
 Callers behave as callers should: each reservation has its own
 `idempotency-key`, and a caller that loses its connection asks again with it
@@ -58,7 +65,9 @@ SCENARIOS = ("services", "restate", "dynamodb", "node")
 ROLLING = ("rolling", "rolling1")
 # A cluster node frozen (SIGSTOP) under load (holiday_tools/freeze.py).
 FREEZE = "freeze"
-EVERY_SCENARIO = (*SCENARIOS, FREEZE, *ROLLING)
+# A new release of the code deployed under load, the old one pruned after it (holiday_tools/upgrade.py).
+UPGRADE = "upgrade"
+EVERY_SCENARIO = (*SCENARIOS, FREEZE, *ROLLING, UPGRADE)
 CLUSTER_NODES = 3  # the node scenario's cluster
 FAILED_STEP = {
     RunType.FAIL_FLIGHTS_RESERVATION: "reserve flight",
@@ -362,6 +371,10 @@ def run_scenario(
         from holiday_tools.freeze import run_freeze_scenario
 
         return run_freeze_scenario(mode, profile, project_dir, seed, log)
+    if scenario == UPGRADE:
+        from holiday_tools.upgrade import run_upgrade_scenario
+
+        return run_upgrade_scenario(mode, profile, project_dir, seed, log)
     if scenario in ROLLING:
         from holiday_tools.rolling import ROLLING_NODES, RollingProfile, run_rolling_scenario
 
@@ -693,6 +706,11 @@ def format_result(r: ScenarioResult) -> str:
 
         assert isinstance(r, FreezeResult)
         return format_freeze(r)
+    if r.scenario == UPGRADE:
+        from holiday_tools.upgrade import UpgradeResult, format_upgrade
+
+        assert isinstance(r, UpgradeResult)
+        return format_upgrade(r)
     if r.scenario == "node":
         failover = "-" if r.failover_s is None else f"{r.failover_s:.1f} s"
         faults = f"{plural(r.faults, 'node')} killed, longest failover {failover}"
@@ -767,6 +785,8 @@ def format_results(results: Sequence[ScenarioResult]) -> str:
         legend.append("rolling, rolling1: faults are nodes upgraded; failover: the longest gap between two trips done")
     if any(r.scenario == FREEZE for r in results):
         legend.append("freeze: the fault is a node frozen; failover: the longest gap between two trips done around it")
+    if any(r.scenario == UPGRADE for r in results):
+        legend.append("upgrade: the fault is a new release deployed under load; the old one is pruned after it")
     if any(r.kills for r in results):
         legend.append("node: faults are nodes killed; failover: the longest from a kill to a trip sent after it done")
     return "\n".join([*format_table(RESULT_COLUMNS, rows, left=2), "", *legend])
