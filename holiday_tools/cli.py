@@ -503,7 +503,8 @@ def prune(
     help="Which faults to inject (repeatable) [default: all]; node kills nodes of a 3-node cluster; freeze "
     "stops (SIGSTOP) the busiest one for 20 s; rolling "
     "upgrades restate-server node by node on a 3-node cluster, waiting for the hosts' readiness check between "
-    "two; rolling1 does the same to a single node, and reports its downtime.",
+    "two; rolling1 does the same to a single node, and reports its downtime; upgrade deploys new code halfway "
+    "through the load and prunes the old at the end.",
 )
 @click.option(
     "--mode",

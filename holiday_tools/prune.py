@@ -183,26 +183,29 @@ def plan_versions(deployments: list[Deployment], lambda_api: LambdaVersions, kee
 
 
 def format_plan(deployments: list[Deployment], versions: list[VersionPlan], admin_url: str, keep: int) -> str:
-    """The table of deployments, newest first, each with its fate; then each function's versions."""
+    """The table of deployments, newest first, each with its fate and its services; then each function's versions."""
+    header = ("deployment", "endpoint", "current", "pinned", "plan")
     rows = [
-        (
-            d.id,
-            d.shown_endpoint,
-            ", ".join(d.services),
-            ", ".join(d.current_for) or "-",
-            str(d.pinned),
-            f"keep: {d.keep}" if d.keep else "remove",
-        )
+        (d.id, d.shown_endpoint, _current(d), str(d.pinned), f"keep: {d.keep}" if d.keep else "remove")
         for d in deployments
     ]
-    header = ("deployment", "endpoint", "services", "current for", "pinned", "plan")
-    lines = wrap(f"Deployments in Restate at {admin_url}, newest first (keeping the newest {keep} of each service):")
-    lines += ["  " + line for line in format_table(header, rows, left=len(header))]
+    lines = wrap(f"Deployments at {admin_url}, newest first (kept: the newest {keep} of each service):")
+    title, *table = format_table(header, rows, left=len(header))
+    lines.append("  " + title)
+    for line, d in zip(table, deployments, strict=True):
+        lines += ["  " + line, *wrap(f"services: {', '.join(d.services)}", " " * 6, " " * 4)]
     if versions:
         lines += ["", "Lambda function versions:"]
         cells = [(v.function.name, _numbers(v.kept), _numbers(v.doomed)) for v in versions]
         lines += ["  " + line for line in format_table(("function", "keep", "delete"), cells, left=3)]
     return "\n".join(lines)
+
+
+def _current(deployment: Deployment) -> str:
+    """yes, no, or for which of its services: new invocations of a service go to its current deployment."""
+    if not deployment.current_for:
+        return "no"
+    return "yes" if deployment.current_for == deployment.services else ", ".join(deployment.current_for)
 
 
 def _numbers(versions: list[int]) -> str:
