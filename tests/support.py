@@ -8,9 +8,12 @@
 
 from __future__ import annotations
 
+import io
 import json
 import threading
 import time
+import uuid
+import zipfile
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -22,6 +25,7 @@ import httpx
 from boto3.dynamodb.types import TypeDeserializer
 
 from holiday.models import RowStatus
+from holiday_tools import release
 from holiday_tools.chaos import ScenarioResult
 from holiday_tools.devstack import LOCAL_ACCOUNT, LocalStack
 
@@ -143,6 +147,26 @@ def statuses(stack: LocalStack, trip_id: str) -> dict[str, list[str]]:
 
 def row_count(stack: LocalStack) -> int:
     return sum(len(rows(stack, t)) for t in TABLES)
+
+
+def published_version(stack: LocalStack, name: str, version: int) -> str:
+    """The ARN of version `version` of function `name` ("trips", ...) in the local Lambda runtime, published if need be.
+
+    Each version is the project's own `holiday` package, zipped with a marker file of its own: Lambda
+    publishes a new version only of changed code. Versions are published up to `version`, so ask for
+    the versions of one function in ascending order.
+    """
+    client = release.lambda_client(stack)
+    function = f"holiday-{name}"
+    published = {v["Version"] for v in client.list_versions_by_function(FunctionName=function)["Versions"]}
+    while str(version) not in published:
+        code = io.BytesIO(release.code_zip(PROJECT_DIR))
+        with zipfile.ZipFile(code, "a") as archive:
+            archive.writestr("marker.txt", str(uuid.uuid4()))
+        number = client.update_function_code(FunctionName=function, ZipFile=code.getvalue(), Publish=True)["Version"]
+        assert int(number) <= version, f"{function} is already past version {version}"
+        published.add(number)
+    return stack.function_arn(name).rsplit(":", 1)[0] + f":{version}"
 
 
 class Admin:

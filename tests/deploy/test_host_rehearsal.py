@@ -39,7 +39,7 @@ from infra.host.config import (
 )
 from infra.registration.handler import on_event
 from tests.front import Front, Secret
-from tests.support import PROJECT_DIR, TABLES, FakeContext, event, poll, rows
+from tests.support import PROJECT_DIR, TABLES, FakeContext, event, poll, published_version, rows
 
 # As Secrets Manager generates it for RestateStack: 48 letters and digits.
 KEY = secrets.token_hex(24)
@@ -185,7 +185,7 @@ def test_the_admin_api_is_not_reachable_through_nginx(node: Node) -> None:
 def test_cloudformation_updates_rollbacks_and_deletes_keep_trips_booking(node: Node) -> None:
     first = node.stack.function_arn("flights")
     original = node.serving("flights")
-    newer = first.rsplit(":", 1)[0] + ":2"  # the local runtime serves any version; Restate sees a new one
+    newer = published_version(node.stack, "flights", 2)  # a new version: Restate sees a new deployment
     updated = on_event(
         event("Update", node.admin_url, newer, original, old_props={"FunctionArn": first}), FakeContext()
     )

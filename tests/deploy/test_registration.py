@@ -7,15 +7,12 @@ books, and the reason shown when a registration fails.
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import os
 import subprocess
 import threading
 import time
-import uuid
-import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -25,33 +22,12 @@ import httpx
 import pytest
 
 from holiday.functions import FUNCTIONS
-from holiday_tools import release
 from holiday_tools.devstack import LOCAL_ACCOUNT, LocalStack, Ports
 from infra.registration import handler
 from infra.registration.handler import RegistrationError, on_event
-from tests.support import PROJECT_DIR, ROLE, FakeContext, event, poll
+from tests.support import PROJECT_DIR, ROLE, FakeContext, event, poll, published_version
 
 SERVICES = {"trips": {"trips", "trip"}, "flights": {"flights"}, "cars": {"cars"}, "payments": {"payments"}}
-
-
-def other_version(stack: LocalStack, name: str, version: int) -> str:
-    """The ARN of version `version` of the same function, published if need be: Restate sees a new deployment.
-
-    Each version is the project's own `holiday` package, zipped with a marker file of its own: Lambda
-    publishes a new version only of changed code. Versions are published up to `version`, so ask for
-    the versions of one function in ascending order.
-    """
-    client = release.lambda_client(stack)
-    function = f"holiday-{name}"
-    published = {v["Version"] for v in client.list_versions_by_function(FunctionName=function)["Versions"]}
-    while str(version) not in published:
-        code = io.BytesIO(release.code_zip(PROJECT_DIR))
-        with zipfile.ZipFile(code, "a") as archive:
-            archive.writestr("marker.txt", str(uuid.uuid4()))
-        number = client.update_function_code(FunctionName=function, ZipFile=code.getvalue(), Publish=True)["Version"]
-        assert int(number) <= version, f"{function} is already past version {version}"
-        published.add(number)
-    return stack.function_arn(name).rsplit(":", 1)[0] + f":{version}"
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +103,7 @@ def test_update_with_the_same_properties_keeps_the_deployment(
 def test_update_with_a_new_invoker_role_changes_the_role_restate_assumes(
     local: LocalStack, admin: httpx.Client, registered: dict[str, Any]
 ) -> None:
-    arn = other_version(local, "cars", 3)
+    arn = published_version(local, "cars", 3)
     created = on_event(event("Create", local.admin_url, arn), FakeContext())
     deployment_id = created["PhysicalResourceId"]
     try:
@@ -144,7 +120,7 @@ def test_a_rollback_makes_restate_route_to_the_earlier_version_again(
     local: LocalStack, admin: httpx.Client, registered: dict[str, Any], caplog: pytest.LogCaptureFixture
 ) -> None:
     first = registered["flights"]["PhysicalResourceId"]
-    earlier, later = other_version(local, "flights", 5), other_version(local, "flights", 6)
+    earlier, later = published_version(local, "flights", 5), published_version(local, "flights", 6)
     created: list[str] = []
     try:
         v5 = on_event(event("Create", local.admin_url, earlier), FakeContext())["PhysicalResourceId"]
@@ -202,7 +178,7 @@ def test_delete_of_a_failed_create_touches_nothing() -> None:
 def test_delete_with_destroy_removes_only_that_deployment(
     local: LocalStack, admin: httpx.Client, registered: dict[str, Any]
 ) -> None:
-    arn = other_version(local, "payments", 2)  # the newest payments deployment while it exists
+    arn = published_version(local, "payments", 2)  # the newest payments deployment while it exists
     deployment_id = on_event(event("Create", local.admin_url, arn), FakeContext())["PhysicalResourceId"]
     assert deployments(admin)[deployment_id]["arn"] == arn
 
@@ -620,7 +596,7 @@ def test_the_command_a_failed_rollback_logs_makes_restate_route_to_the_earlier_v
     local: LocalStack, admin: httpx.Client, registered: dict[str, Any], caplog: pytest.LogCaptureFixture
 ) -> None:
     first = registered["flights"]["PhysicalResourceId"]
-    earlier, later = other_version(local, "flights", 11), other_version(local, "flights", 12)
+    earlier, later = published_version(local, "flights", 11), published_version(local, "flights", 12)
     secret_arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:nope-AbCdEf"
     created: list[str] = []
     try:
