@@ -76,6 +76,31 @@ class RunType(StrEnum):
     FAIL_NOTIFICATION = "failNotification"
 
 
+class StepName(StrEnum):
+    """The saga's steps and undos, as a trip's record, its announcements and its errors name them."""
+
+    RESERVE_FLIGHT = "reserve flight"
+    RESERVE_CAR = "reserve car"
+    PROCESS_PAYMENT = "process payment"
+    CONFIRM_FLIGHT = "confirm flight"
+    CONFIRM_CAR = "confirm car"
+    SEND_NOTIFICATION = "send notification"
+    CANCEL_FLIGHT = "cancel flight"
+    CANCEL_CAR = "cancel car"
+    REFUND_PAYMENT = "refund payment"
+
+
+# The step each injected failure makes fail: the trip's record names it as `failed_step`.
+FAILED_STEP: dict[RunType, StepName] = {
+    RunType.FAIL_FLIGHTS_RESERVATION: StepName.RESERVE_FLIGHT,
+    RunType.FAIL_CAR_RENTAL_RESERVATION: StepName.RESERVE_CAR,
+    RunType.FAIL_PAYMENT: StepName.PROCESS_PAYMENT,
+    RunType.FAIL_FLIGHTS_CONFIRMATION: StepName.CONFIRM_FLIGHT,
+    RunType.FAIL_CAR_RENTAL_CONFIRMATION: StepName.CONFIRM_CAR,
+    RunType.FAIL_NOTIFICATION: StepName.SEND_NOTIFICATION,
+}
+
+
 class Strict(BaseModel):
     """Unknown fields are mistakes (a typo in `run_type` must not pass silently)."""
 

@@ -34,6 +34,7 @@ from holiday.models import (
     FlightReservation,
     PaymentRequest,
     RunType,
+    StepName,
     StepRecord,
     TripOutcome,
     TripPlan,
@@ -125,28 +126,28 @@ async def run(ctx: restate.ObjectContext, plan: TripPlan) -> TripOutcome:
         # payment waits for both, so nobody is charged for a trip that cannot be held.
         await saga.together(
             Step(
-                "reserve flight",
+                StepName.RESERVE_FLIGHT,
                 call(flights.reserve, FlightReservation(**flight.model_dump(), **_flight_details(plan))),
-                Compensation("cancel flight", call(flights.cancel, flight), flight.booking_id),
+                Compensation(StepName.CANCEL_FLIGHT, call(flights.cancel, flight), flight.booking_id),
                 flight.booking_id,
             ),
             Step(
-                "reserve car",
+                StepName.RESERVE_CAR,
                 call(cars.reserve, CarReservation(**car.model_dump(), **_car_details(plan))),
-                Compensation("cancel car", call(cars.cancel, car), car.booking_id),
+                Compensation(StepName.CANCEL_CAR, call(cars.cancel, car), car.booking_id),
                 car.booking_id,
             ),
         )
         await saga.step(
-            "process payment",
+            StepName.PROCESS_PAYMENT,
             call(process, PaymentRequest(**payment.model_dump(), amount=plan.amount, currency=plan.currency)),
-            undo=Compensation("refund payment", call(refund, payment), payment.booking_id),
+            undo=Compensation(StepName.REFUND_PAYMENT, call(refund, payment), payment.booking_id),
             ref=payment.booking_id,
         )
         # A failed confirmation is undone by the cancel registered at reservation.
         await saga.together(
-            Step("confirm flight", call(flights.confirm, flight), ref=flight.booking_id),
-            Step("confirm car", call(cars.confirm, car), ref=car.booking_id),
+            Step(StepName.CONFIRM_FLIGHT, call(flights.confirm, flight), ref=flight.booking_id),
+            Step(StepName.CONFIRM_CAR, call(cars.confirm, car), ref=car.booking_id),
         )
         outcome = TripOutcome(
             trip_id=plan.trip_id,
@@ -155,7 +156,7 @@ async def run(ctx: restate.ObjectContext, plan: TripPlan) -> TripOutcome:
             payment_id=payment.booking_id,
         )
         success = Announcement(trip_id=plan.trip_id, outcome="success", message=f"trip {plan.trip_id} is booked")
-        await saga.step("send notification", lambda: _announce(ctx, success, plan.run_type))
+        await saga.step(StepName.SEND_NOTIFICATION, lambda: _announce(ctx, success, plan.run_type))
     except TerminalError as err:
         raise await _undo(ctx, saga, recorder, err) from err
 

@@ -51,7 +51,7 @@ from typing import Any, Self
 
 import httpx
 
-from holiday.models import RunType
+from holiday.models import FAILED_STEP, RunType
 from holiday.storage import DynamoLedger
 from holiday_tools.audit import AuditReport, audit, check
 from holiday_tools.devstack import LocalStack, Mode, NodePorts, Ports, StackError, http_ok, unrouted, wait_until
@@ -69,14 +69,6 @@ FREEZE = "freeze"
 UPGRADE = "upgrade"
 EVERY_SCENARIO = (*SCENARIOS, FREEZE, *ROLLING, UPGRADE)
 CLUSTER_NODES = 3  # the node scenario's cluster
-FAILED_STEP = {
-    RunType.FAIL_FLIGHTS_RESERVATION: "reserve flight",
-    RunType.FAIL_CAR_RENTAL_RESERVATION: "reserve car",
-    RunType.FAIL_PAYMENT: "process payment",
-    RunType.FAIL_FLIGHTS_CONFIRMATION: "confirm flight",
-    RunType.FAIL_CAR_RENTAL_CONFIRMATION: "confirm car",
-    RunType.FAIL_NOTIFICATION: "send notification",
-}
 # Half the trips are clean, the other half spread over the six failures.
 MIX: list[RunType | None] = [*([None] * 6), *RunType]
 

@@ -18,14 +18,14 @@ import restate
 from restate.serde import BytesSerde
 
 from holiday.durability import pydantic_serde
-from holiday.models import BookingRef, BookingResult, RowStatus, TripOutcome
+from holiday.models import BookingRef, BookingResult, RowStatus, StepName, TripOutcome
 from holiday.planning import parse_request
 
 # The saga's rounds: steps in one round run at once; (name, which booking id).
 ROUNDS = (
-    (("reserve flight", 0), ("reserve car", 1)),
-    (("process payment", 2),),
-    (("confirm flight", 0), ("confirm car", 1)),
+    ((StepName.RESERVE_FLIGHT, 0), (StepName.RESERVE_CAR, 1)),
+    ((StepName.PROCESS_PAYMENT, 2),),
+    ((StepName.CONFIRM_FLIGHT, 0), (StepName.CONFIRM_CAR, 1)),
 )
 _outcome_serde = pydantic_serde(TripOutcome)
 

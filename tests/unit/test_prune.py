@@ -111,7 +111,7 @@ def test_the_release_adds_one_step_before_the_reservations(tmp_path: Path) -> No
     ast.parse(source)  # still Python
     saga = source[source.index("async def run(") :]
     step = saga.index(release.step_name("7"))
-    assert saga.index("try:") < step < saga.index('"reserve flight"')
+    assert saga.index("try:") < step < saga.index("StepName.RESERVE_FLIGHT")
     original = (PROJECT_DIR / "holiday" / "trips.py").read_text()
     lines = source.splitlines(keepends=True)
     [added] = [line for line in lines if release.step_name("7") in line]
