@@ -3,7 +3,8 @@
 `holiday package` (or `make package`) writes `build/lambda/<function>/`, the
 folder the CDK app deploys. It holds the runtime package, `holiday`, whole (the
 local tools live apart, in `holiday_tools`), plus the run-time dependencies from pyproject.toml as manylinux
-aarch64 wheels. boto3 is left out: the Lambda Python runtime provides it, and
+aarch64 wheels, at the versions uv.lock pins and checked against its hashes (the lock
+records every platform's wheels). boto3 is left out: the Lambda Python runtime provides it, and
 botocore alone would take half of the size budget.
 
 Handler import time cannot be measured on the arm64 asset from an x86 machine.
@@ -19,13 +20,14 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tomllib
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from holiday.functions import FUNCTIONS, LAMBDA_PYTHON
 
-LAMBDA_PLATFORMS = ("manylinux_2_28_aarch64", "manylinux2014_aarch64")
+# arm64 Linux with glibc 2.28 or newer (Amazon Linux 2023): restate-sdk has arm64 wheels only for manylinux_2_28.
+LAMBDA_PLATFORM = "aarch64-manylinux_2_28"
 PROVIDED_BY_RUNTIME = ("boto3",)
 SIZE_BUDGET_MB = 40.0
 IMPORT_BUDGET_MS = 300.0
@@ -48,22 +50,46 @@ class AssetReport:
         ]
 
 
+def locked_requirements(project_dir: Path, prune: tuple[str, ...] = ()) -> str:
+    """The run-time dependencies and everything they need, as uv.lock pins them: a pip requirements
+    file with every wheel's hash. `prune` drops packages, and what only they need.
+
+    --locked refuses a lock that no longer matches pyproject.toml (run `uv lock` after editing the pins).
+    """
+    argv = [sys.executable, "-m", "uv", "export", "--locked", "--no-dev", "--no-emit-project", "--quiet"]
+    argv += ["--format=requirements-txt", "--no-header", "--no-annotate", f"--project={project_dir}"]
+    argv += [f"--prune={p}" for p in prune]
+    return subprocess.run(argv, check=True, stdout=subprocess.PIPE, text=True).stdout
+
+
+def pins(requirements: str) -> list[str]:
+    """`name==version` of each requirement in a requirements file (no hashes, no markers)."""
+    return [line.split(";")[0].split()[0] for line in requirements.splitlines() if line[:1].isalnum()]
+
+
 def runtime_requirements(project_dir: Path) -> tuple[list[str], list[str]]:
-    """The pinned run-time dependencies: (to bundle, provided by the Lambda runtime)."""
-    pyproject = tomllib.loads((project_dir / "pyproject.toml").read_text())
-    requirements: list[str] = pyproject["project"]["dependencies"]
-    provided = [r for r in requirements if r.startswith(PROVIDED_BY_RUNTIME)]
-    return [r for r in requirements if r not in provided], provided
+    """The locked run-time dependencies, `name==version`: (to bundle, provided by the Lambda runtime)."""
+    bundled = pins(locked_requirements(project_dir, prune=PROVIDED_BY_RUNTIME))
+    return bundled, [p for p in pins(locked_requirements(project_dir)) if p not in bundled]
 
 
-def pip_install(target: Path, requirements: list[str], project_dir: Path, lambda_platform: bool) -> None:
-    """Install wheels only (no builds, no Docker) into `target`, pinned by constraints.txt."""
-    argv = [sys.executable, "-m", "pip", "install", "--quiet", "--no-compile", "--only-binary=:all:"]
-    argv += ["--target", str(target), "--constraint", str(project_dir / "constraints.txt")]
-    if lambda_platform:
-        argv += [f"--platform={p}" for p in LAMBDA_PLATFORMS]
-        argv += ["--implementation=cp", f"--python-version={LAMBDA_PYTHON}"]
-    subprocess.run([*argv, *requirements], check=True)
+def install_wheels(target: Path, requirements: str, lambda_platform: bool) -> None:
+    """Install exactly `requirements` into `target`, as wheels only (no builds, no Docker), hashes checked.
+
+    uv rather than pip: it judges each requirement's markers for the target platform and Python, and the
+    project's virtualenv (made by uv) has no pip.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        requirements_txt = Path(tmp) / "requirements.txt"
+        requirements_txt.write_text(requirements)
+        argv = [sys.executable, "-m", "uv", "pip", "install", "--quiet", "--only-binary=:all:", "--require-hashes"]
+        argv += ["--no-deps", f"--target={target}", f"--requirement={requirements_txt}"]
+        if lambda_platform:
+            argv += [f"--python-platform={LAMBDA_PLATFORM}", f"--python-version={LAMBDA_PYTHON}"]
+        else:
+            argv += [f"--python={sys.executable}"]
+        subprocess.run(argv, check=True)
+    (target / ".lock").unlink(missing_ok=True)  # uv's, not part of the asset
 
 
 def copy_package(project_dir: Path, target: Path) -> None:
@@ -109,11 +135,10 @@ def build(project_dir: Path, out_dir: Path) -> list[AssetReport]:
     """Build every function's asset under `out_dir`; return their sizes and import times."""
     if out_dir.exists():
         shutil.rmtree(out_dir)
-    bundled, provided = runtime_requirements(project_dir)
     deps = out_dir / ".deps-aarch64"
-    pip_install(deps, bundled, project_dir, lambda_platform=True)
+    install_wheels(deps, locked_requirements(project_dir, prune=PROVIDED_BY_RUNTIME), lambda_platform=True)
     twin = out_dir / ".host-twin"
-    pip_install(twin, [*bundled, *provided], project_dir, lambda_platform=False)
+    install_wheels(twin, locked_requirements(project_dir), lambda_platform=False)
     copy_package(project_dir, twin)
 
     reports = []

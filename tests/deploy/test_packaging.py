@@ -41,9 +41,12 @@ def test_an_asset_is_the_runtime_package_whole_plus_the_bundled_dependencies(rep
         installed = {Path(line.split(",")[0]) for r in records for line in r.read_text().splitlines() if line}
         assert files_under(report.path) == runtime | installed
         assert not runtime & installed
-        distributions = {r.parent.name.split("-")[0].lower().replace("_", "-") for r in records}
-        assert {b.split("==")[0] for b in bundled} <= distributions  # restate-sdk, pydantic and what they need
-        assert not {d.replace("-", "_") for d in distributions} & LOCAL_TOOLS
+        # Exactly the versions uv.lock pins: restate-sdk, pydantic and what they need.
+        names = (r.parent.name.removesuffix(".dist-info").lower().replace("_", "-") for r in records)
+        pinned = {"==".join(name.rsplit("-", 1)) for name in names}
+        assert pinned == set(bundled)
+        assert {"restate-sdk", "pydantic"} <= {p.split("==")[0] for p in pinned}
+        assert not {p.split("==")[0].replace("-", "_") for p in pinned} & LOCAL_TOOLS
 
 
 def test_native_code_is_built_for_arm64(reports: dict[str, AssetReport]) -> None:
