@@ -10,18 +10,22 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import restate
 
-from holiday.durability import RETRY_POLICY, pydantic_serde, replay_safe_logger, stored
 from holiday.faults import fail_if
 from holiday.models import BookingRef, BookingResult, RowStatus, RunType
-from holiday.storage import ledger
+from holiday.retries import RETRY_POLICY
+from holiday.sdk import pydantic_serde, replay_safe_logger
+from holiday.storage import ledger, write_or_refuse
 
 PENDING, CONFIRMED, CANCELLED = RowStatus.PENDING, RowStatus.CONFIRMED, RowStatus.CANCELLED
 _REF_FIELDS = set(BookingRef.model_fields)
-# A handler as `ctx.service_call` takes it, so mypy checks what the saga passes to each.
-BookingHandler = Callable[[restate.Context, BookingRef], Awaitable[BookingResult]]
+R = TypeVar("R", bound=BookingRef)
+# A flights, cars or payments handler, as `ctx.service_call` takes it: `R` is the request it takes
+# (`BookingHandler[FlightReservation]`, say), so mypy checks what the saga passes to each.
+BookingHandler = Callable[[restate.Context, R], Awaitable[BookingResult]]
 
 
 @dataclass(frozen=True)
@@ -29,9 +33,9 @@ class BookingService:
     """A Restate service and its handlers, which callers pass to `ctx.service_call`."""
 
     service: restate.Service
-    reserve: BookingHandler
-    confirm: BookingHandler
-    cancel: BookingHandler
+    reserve: BookingHandler[BookingRef]
+    confirm: BookingHandler[BookingRef]
+    cancel: BookingHandler[BookingRef]
 
 
 def booking_service(
@@ -57,7 +61,7 @@ def booking_service(
         fail_if(req.run_type, fail_reserve, f"{noun} reservation")
         details = req.model_dump(mode="json", exclude=_REF_FIELDS)
         table = ledger(table_name())
-        await stored(table.insert, req.trip_id, req.booking_id, PENDING, details)
+        await write_or_refuse(table.insert, req.trip_id, req.booking_id, PENDING, details)
         log.info("trip=%s %s %s reserved (pending)", req.trip_id, noun, req.booking_id)
         return BookingResult(trip_id=req.trip_id, booking_id=req.booking_id, status=PENDING)
 
@@ -66,7 +70,7 @@ def booking_service(
         """Turn a pending booking into a confirmed one; a cancelled one stays cancelled."""
         fail_if(req.run_type, fail_confirm, f"{noun} confirmation")
         table = ledger(table_name())
-        await stored(table.advance, req.trip_id, req.booking_id, CONFIRMED, [PENDING])
+        await write_or_refuse(table.advance, req.trip_id, req.booking_id, CONFIRMED, [PENDING])
         log.info("trip=%s %s %s confirmed", req.trip_id, noun, req.booking_id)
         return BookingResult(trip_id=req.trip_id, booking_id=req.booking_id, status=CONFIRMED)
 
@@ -74,7 +78,7 @@ def booking_service(
     async def cancel(ctx: restate.Context, req: BookingRef) -> BookingResult:
         """Undo a booking in whatever state it is; never fails on purpose."""
         table = ledger(table_name())
-        await stored(table.close, req.trip_id, req.booking_id, CANCELLED)
+        await write_or_refuse(table.set_final_status, req.trip_id, req.booking_id, CANCELLED)
         log.info("trip=%s %s %s cancelled", req.trip_id, noun, req.booking_id)
         return BookingResult(trip_id=req.trip_id, booking_id=req.booking_id, status=CANCELLED)
 

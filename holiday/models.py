@@ -1,12 +1,12 @@
 """The messages that travel between callers and services, and the trip's record.
 
 Everything crossing a service boundary is a pydantic model, so the Restate
-SDK serialises it by annotation and a wrong field fails loudly.
+SDK serialises it by annotation and a wrong field fails loudly. Reading a
+caller's request body into a `TripRequest` is `holiday.planning`'s job.
 """
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -17,16 +17,13 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    Strict,
     StringConstraints,
     ValidationError,
     field_validator,
     model_validator,
 )
-from pydantic import (
-    Strict as StrictInput,
-)
 
-MAX_BODY_BYTES = 16 * 1024
 CENT = Decimal("0.01")
 TRIP_ID_RULE = "1 to 64 characters of A-Z, a-z, 0-9, '_' and '-'"
 TripId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
@@ -37,8 +34,8 @@ def _as_utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
-# Strict: an ISO 8601 date-time string only, not a bare date or a number of seconds.
-Time = Annotated[datetime, StrictInput(), AfterValidator(_as_utc)]
+# pydantic's strict mode: an ISO 8601 date-time string only, not a bare date or a number of seconds.
+Time = Annotated[datetime, Strict(), AfterValidator(_as_utc)]
 
 
 def _to_the_cent(value: Decimal) -> Decimal:
@@ -46,7 +43,7 @@ def _to_the_cent(value: Decimal) -> Decimal:
     return value.quantize(CENT)
 
 
-# A string or a JSON number, read from its digits (never through a binary float): see `TripRequest.parse`.
+# A string or a JSON number, read from its digits (never through a binary float): see `holiday.planning.parse_request`.
 Amount = Annotated[Decimal, Field(gt=0, le=100_000, decimal_places=2), AfterValidator(_to_the_cent)]
 
 
@@ -101,14 +98,20 @@ FAILED_STEP: dict[RunType, StepName] = {
 }
 
 
-class Strict(BaseModel):
-    """Unknown fields are mistakes (a typo in `run_type` must not pass silently)."""
+class SealedModel(BaseModel):
+    """A message that refuses unknown fields and cannot change once made.
+
+    Unknown fields are mistakes (a typo in `run_type` must not pass silently).
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class TimesInOrder(Strict):
-    """Arrival after departure, rental end after rental start (where both are known)."""
+class TripTimes(SealedModel):
+    """A trip's four times, each optional here, refused unless in order.
+
+    Arrival after departure, rental end after rental start (where both are known).
+    """
 
     depart_at: Time | None
     arrive_at: Time | None
@@ -116,7 +119,7 @@ class TimesInOrder(Strict):
     rental_to: Time | None
 
     @model_validator(mode="after")
-    def _times_in_order(self) -> TimesInOrder:
+    def _times_in_order(self) -> TripTimes:
         if self.depart_at and self.arrive_at and self.arrive_at <= self.depart_at:
             raise ValueError("arrive_at must be after depart_at")
         if self.rental_from and self.rental_to and self.rental_to <= self.rental_from:
@@ -124,15 +127,7 @@ class TimesInOrder(Strict):
         return self
 
 
-class BadRequest(ValueError):
-    """The request cannot be booked as sent; `status` is the HTTP status to answer with."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-class TripRequest(TimesInOrder):
+class TripRequest(TripTimes):
     """What a caller may send to `POST /trips/reserve`; every field is optional."""
 
     trip_id: TripId | None = None
@@ -164,64 +159,8 @@ class TripRequest(TimesInOrder):
             valid = ", ".join(r.value for r in RunType)
             raise ValueError(f"unknown run_type {value!r}; valid values: {valid}") from None
 
-    @classmethod
-    def parse(cls, body: bytes | None) -> TripRequest:
-        """Read a request body: `{}`, flat fields, or the `{"request": {...}}` wrapper.
 
-        Raises `BadRequest` naming the problem, before anything is written. A body
-        with nothing in it is refused: that is what a browser or a link preview
-        sends, and it must not book a holiday.
-        """
-        if body and len(body) > MAX_BODY_BYTES:
-            raise BadRequest(f"request body is {len(body)} bytes; the limit is {MAX_BODY_BYTES}", 413)
-        if not body or not body.strip(b" \t\r\n"):  # JSON's own whitespace, nothing else
-            raise BadRequest("request body is empty; send a JSON object, {} for all defaults")
-        try:
-            text = body.decode("utf-8")
-        except UnicodeDecodeError as err:
-            raise BadRequest(f"request body is not valid UTF-8: {err.reason} at byte {err.start}") from None
-        try:
-            # Decimal, not float: 19.999999999999999999 must be refused, not rounded to 20.
-            data = json.loads(text, object_pairs_hook=_once_each, parse_float=Decimal)
-        except RecursionError:
-            raise BadRequest("request body is nested too deeply") from None
-        except BadRequest:
-            raise
-        except ValueError as err:
-            raise BadRequest(f"request body is not valid JSON: {err}") from None
-        if isinstance(data, dict) and set(data) == {"request"}:
-            data = data["request"] if data["request"] is not None else {}
-        if not isinstance(data, dict):
-            raise BadRequest(f"request must be a JSON object, not {type(data).__name__}")
-        if isinstance(data.get("amount"), Decimal):
-            data["amount"] = str(data["amount"])  # its exact digits; a decimal string is read the same way
-        try:
-            # Any other fractional number is in a field that takes none: float() only serves its message.
-            return cls.model_validate_json(json.dumps(data, default=float))
-        except ValidationError as err:
-            raise BadRequest(describe(err)) from None
-
-
-def _once_each(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """An object whose keys are all different: with a key twice, which one counts is anyone's guess."""
-    seen: set[str] = set()
-    for key, _ in pairs:
-        if key in seen:
-            raise BadRequest(f"request body has the key {json.dumps(key)} more than once; send each key once")
-        seen.add(key)
-    return dict(pairs)
-
-
-def describe(err: ValidationError) -> str:
-    """One line per problem, each naming its field."""
-    problems = []
-    for e in err.errors(include_url=False):
-        where = ".".join(str(part) for part in e["loc"]) or "request"
-        problems.append(f"{where}: {e['msg'].removeprefix('Value error, ')}")
-    return "invalid trip request: " + "; ".join(problems)
-
-
-class TripPlan(TimesInOrder):
+class TripPlan(TripTimes):
     """A request with every default resolved: the input of the saga itself."""
 
     trip_id: TripId
@@ -237,7 +176,7 @@ class TripPlan(TimesInOrder):
     currency: str
 
 
-class BookingRef(Strict):
+class BookingRef(SealedModel):
     """Names one booking (or payment) row: the trip is the partition, the id the sort key."""
 
     trip_id: TripId
@@ -264,7 +203,7 @@ class PaymentRequest(BookingRef):
     currency: str
 
 
-class BookingResult(Strict):
+class BookingResult(SealedModel):
     """What a flights, cars or payments handler reports back to the saga."""
 
     trip_id: str

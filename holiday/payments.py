@@ -10,10 +10,11 @@ from __future__ import annotations
 import restate
 
 from holiday.config import settings
-from holiday.durability import RETRY_POLICY, replay_safe_logger, stored
 from holiday.faults import fail_if
 from holiday.models import BookingRef, BookingResult, PaymentRequest, RowStatus, RunType
-from holiday.storage import Ledger, ledger
+from holiday.retries import RETRY_POLICY
+from holiday.sdk import replay_safe_logger
+from holiday.storage import Ledger, ledger, write_or_refuse
 
 CHARGED, REFUNDED = RowStatus.CHARGED, RowStatus.REFUNDED
 
@@ -35,7 +36,7 @@ async def process(ctx: restate.Context, req: PaymentRequest) -> BookingResult:
     """Charge the trip's amount once, however often this is retried."""
     fail_if(req.run_type, RunType.FAIL_PAYMENT, "payment")
     details = {"amount": req.amount, "currency": req.currency}
-    await stored(_ledger().insert, req.trip_id, req.booking_id, CHARGED, details)
+    await write_or_refuse(_ledger().insert, req.trip_id, req.booking_id, CHARGED, details)
     log.info("trip=%s payment %s charged %s %s", req.trip_id, req.booking_id, req.amount, req.currency)
     return BookingResult(trip_id=req.trip_id, booking_id=req.booking_id, status=CHARGED)
 
@@ -43,6 +44,6 @@ async def process(ctx: restate.Context, req: PaymentRequest) -> BookingResult:
 @service.handler()
 async def refund(ctx: restate.Context, req: BookingRef) -> BookingResult:
     """Give the money back; never fails on purpose."""
-    await stored(_ledger().close, req.trip_id, req.booking_id, REFUNDED)
+    await write_or_refuse(_ledger().set_final_status, req.trip_id, req.booking_id, REFUNDED)
     log.info("trip=%s payment %s refunded", req.trip_id, req.booking_id)
     return BookingResult(trip_id=req.trip_id, booking_id=req.booking_id, status=REFUNDED)

@@ -4,23 +4,25 @@ Each table holds one row per booking (or payment): partition key `pk` is the
 trip id, sort key `sk` the booking id, and `transaction_status` its state.
 Every write is conditional or an idempotent overwrite, so a step that Restate
 retries, or replays after a crash, never writes a second row or revives a
-cancelled one.
+cancelled one. A handler makes its write with `write_or_refuse`.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from decimal import Decimal
 from functools import cache
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from botocore.exceptions import ClientError
+from restate import TerminalError
 
 from holiday import aws
 
 Value = str | Decimal | int
 Row = dict[str, Any]
+T = TypeVar("T")
 
 
 class RowConflict(Exception):
@@ -31,12 +33,12 @@ class Ledger(Protocol):
     """One table of rows that move through statuses."""
 
     def insert(self, trip_id: str, row_id: str, status: str, details: Mapping[str, Value]) -> None:
-        """Create the row in `status`; repeating it is harmless, reviving a closed row is refused."""
+        """Create the row in `status`; repeating it is harmless, reviving a row in a final status is refused."""
 
     def advance(self, trip_id: str, row_id: str, status: str, allowed_from: Iterable[str]) -> None:
         """Move an existing row to `status` if it is in `allowed_from` (or already there)."""
 
-    def close(self, trip_id: str, row_id: str, status: str) -> None:
+    def set_final_status(self, trip_id: str, row_id: str, status: str) -> None:
         """Put the row in a final `status` whatever it held, leaving a tombstone if it never existed."""
 
     def rows(self, trip_id: str) -> list[Row]:
@@ -76,7 +78,7 @@ class DynamoLedger:
             what=f"move {row_id} to {status}",
         )
 
-    def close(self, trip_id: str, row_id: str, status: str) -> None:
+    def set_final_status(self, trip_id: str, row_id: str, status: str) -> None:
         self._client.update_item(
             TableName=self.table_name,
             Key=_key(trip_id, row_id),
@@ -133,6 +135,26 @@ def _key(trip_id: str, row_id: str) -> dict[str, Any]:
 def _now() -> Decimal:
     """Seconds since the epoch, as DynamoDB stores numbers."""
     return Decimal(f"{time.time():.3f}")
+
+
+async def write_or_refuse(write: Callable[..., T], *args: object) -> T:
+    """Run one ledger write off the event loop; a `RowConflict` refuses the step with a terminal 409.
+
+    For a handler whose only effect is the write: the handler is the durable step.
+    Restate journals the handler's answer and retries the whole handler until
+    it has one, so the write may run again after a crash or a lost reply. Every
+    write of the ledger is made to be repeated (insert: the row is absent or
+    already so; advance: the target state is allowed; set_final_status:
+    overwrite), so no `ctx.run` journals it: that would cost a round trip to
+    restate-server per step and buy nothing.
+
+    A `RowConflict` (the row is in a state that forbids the change) is a
+    business answer, not an outage, so it becomes a `TerminalError`.
+    """
+    try:
+        return await aws.off_loop(write, *args)
+    except RowConflict as conflict:
+        raise TerminalError(str(conflict), status_code=409) from conflict
 
 
 @cache

@@ -23,13 +23,12 @@ from restate import TerminalError
 from restate.serde import BytesSerde
 
 from holiday.aws import off_loop
+from holiday.booking import BookingHandler
 from holiday.cars import cars
-from holiday.durability import RETRY_POLICY, pydantic_serde, replay_safe_logger
 from holiday.faults import fail_if
 from holiday.flights import flights
 from holiday.models import (
     BookingRef,
-    BookingResult,
     CarReservation,
     FlightReservation,
     PaymentRequest,
@@ -43,13 +42,13 @@ from holiday.models import (
 from holiday.notify import Announcement, notifier
 from holiday.payments import process, refund
 from holiday.planning import parse_request, plan_trip
+from holiday.retries import RETRY_POLICY
 from holiday.saga import Compensation, Saga, Step
+from holiday.sdk import pydantic_serde, replay_safe_logger
 
 FAILED_TRIP_STATUS = 409
 RECORD = "trip"
 R = TypeVar("R", bound=BookingRef)  # what a flights, cars or payments handler takes
-# A service handler as `ctx.service_call` takes it: mypy checks each step's argument against it.
-Handler = Callable[[restate.Context, R], Awaitable[BookingResult]]
 _record_serde = pydantic_serde(TripRecord)
 
 log = replay_safe_logger("holiday.trips")
@@ -118,7 +117,7 @@ async def run(ctx: restate.ObjectContext, plan: TripPlan) -> TripOutcome:
     car = BookingRef(trip_id=plan.trip_id, booking_id=str(ctx.uuid()), run_type=plan.run_type)
     payment = BookingRef(trip_id=plan.trip_id, booking_id=str(ctx.uuid()), run_type=plan.run_type)
 
-    def call(handler: Handler[R], arg: R) -> Callable[[], Awaitable[object]]:
+    def call(handler: BookingHandler[R], arg: R) -> Callable[[], Awaitable[object]]:
         return lambda: ctx.service_call(handler, arg=arg)
 
     try:

@@ -9,6 +9,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from holiday_host.config import Cluster, NodeLayout
 from infra.constructs.restate_host import (
     Hosts,
     admin_url,
@@ -23,7 +24,6 @@ from infra.constructs.restate_host import (
     private_name,
     private_zone,
 )
-from infra.host.config import Cluster, NodeLayout
 from infra.nag import acknowledge, arn_finding
 from infra.settings import DeploymentSettings
 

@@ -23,7 +23,7 @@ from aws_cdk import aws_route53 as route53
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
-from infra.host.config import ADMIN_PORT, BALANCER_TARGET_PORT, HEALTH_PATH, HTTPS_PORT, Cluster, Signal, boot_script
+from holiday_host.config import ADMIN_PORT, BALANCER_TARGET_PORT, HEALTH_PATH, HTTPS_PORT, Cluster, Signal, boot_script
 from infra.nag import acknowledge
 from infra.settings import AMI_PARAMETER, ANYWHERE, DeploymentSettings
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 import ipaddress
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from holiday_tools.packaging import AssetReport
-from infra.host.config import (
+from holiday_host.config import (
     ADMIN_PORT,
     BALANCER_TARGET_PORT,
     HTTPS_PORT,
@@ -312,8 +312,8 @@ def test_the_ingress_key_is_one_secret_that_only_the_nodes_role_may_read(cluster
         assert mentions(node["UserData"], secret_id)
 
 
-def test_an_open_cluster_ingress_has_no_key(lambda_assets: list[AssetReport]) -> None:
-    restate, _ = synth(lambda_assets[0].path.parent, {"restateNodes": "3", "ingressAuth": "none"})
+def test_an_open_cluster_ingress_has_no_key(assets_dir: Path) -> None:
+    restate, _ = synth(assets_dir, {"restateNodes": "3", "ingressAuth": "none"})
     assert not resources(restate, "AWS::SecretsManager::Secret")
     assert "IngressKeySecretArn" not in restate["Outputs"]
     for node in nodes(restate):
@@ -375,10 +375,10 @@ ZONES = ("eu-west-1a", "eu-west-1b", "eu-west-1c")
 
 
 @pytest.fixture(scope="module")
-def chosen(lambda_assets: list[AssetReport]) -> Templates:
+def chosen(assets_dir: Path) -> Templates:
     """A cluster in the zones and of the instance type that the context names."""
     return synth(
-        lambda_assets[0].path.parent,
+        assets_dir,
         {"restateNodes": "3", "availabilityZones": ",".join(ZONES), "instanceType": "m7g.large"},
     )
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from infra.host import config
-from infra.host.__main__ import SAMPLE_CLUSTER
+from holiday_host import config
+from holiday_host.__main__ import SAMPLE_CLUSTER
 
 VOLUME = "vol-0123456789abcdef0"
 IMDS = "http://169.254.169.254"

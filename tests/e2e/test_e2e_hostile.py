@@ -20,7 +20,8 @@ import httpx
 from hypothesis import HealthCheck, event, example, given, note, settings
 from hypothesis import strategies as st
 
-from holiday.models import MAX_BODY_BYTES, RunType
+from holiday.models import RunType
+from holiday.planning import MAX_BODY_BYTES
 from holiday_tools.devstack import LocalStack
 from tests.support import Inbox, poll, row_count, statuses
 

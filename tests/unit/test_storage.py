@@ -45,15 +45,15 @@ def test_insert_twice_is_one_row(ledger: DynamoLedger) -> None:
 
 def test_a_late_insert_cannot_revive_a_cancelled_booking(ledger: DynamoLedger) -> None:
     ledger.insert("t1", "b1", "pending", {})
-    ledger.close("t1", "b1", "cancelled")
+    ledger.set_final_status("t1", "b1", "cancelled")
     with pytest.raises(RowConflict, match="cannot insert b1 as pending in bookings: it is cancelled"):
         ledger.insert("t1", "b1", "pending", {})
     assert status(ledger) == [("b1", "cancelled")]
 
 
-def test_close_without_a_row_leaves_a_tombstone_that_blocks_the_insert(ledger: DynamoLedger) -> None:
-    ledger.close("t1", "b1", "cancelled")
-    ledger.close("t1", "b1", "cancelled")
+def test_a_final_status_without_a_row_leaves_a_tombstone_that_blocks_the_insert(ledger: DynamoLedger) -> None:
+    ledger.set_final_status("t1", "b1", "cancelled")
+    ledger.set_final_status("t1", "b1", "cancelled")
     with pytest.raises(RowConflict):
         ledger.insert("t1", "b1", "pending", {})
     assert status(ledger) == [("b1", "cancelled")]
@@ -66,7 +66,7 @@ def test_advance_is_idempotent_and_refuses_a_missing_or_cancelled_row(ledger: Dy
     assert status(ledger) == [("b1", "confirmed")]
     with pytest.raises(RowConflict, match="cannot move b2 to confirmed in bookings: it is no row"):
         ledger.advance("t1", "b2", "confirmed", ["pending"])
-    ledger.close("t1", "b1", "cancelled")
+    ledger.set_final_status("t1", "b1", "cancelled")
     with pytest.raises(RowConflict, match="it is cancelled"):
         ledger.advance("t1", "b1", "confirmed", ["pending"])
 

@@ -128,7 +128,7 @@ def restate_config(layout: NodeLayout, cluster: Cluster | None = None, index: in
     name = NODE_NAME if cluster is None else cluster.node_name(index)
     tracing = "" if layout.tracing_endpoint is None else f'tracing-endpoint = "{layout.tracing_endpoint}"\n'
     text = f"""\
-# restate-server configuration of RestateStack's node, rendered by infra/host/config.py.
+# restate-server configuration of RestateStack's node, rendered by holiday_host/config.py.
 node-name = "{name}"
 base-dir = "{layout.base_dir}"
 bind-ip = "{layout.fabric_ip}"
@@ -223,7 +223,7 @@ def nginx_config(layout: FrontLayout, *, keyed: bool) -> str:
         return 401 '{{"code":401,"message":"{UNAUTHORIZED}"}}';
       }}"""
     return f"""\
-# nginx in front of the Restate ingress on RestateStack's node, rendered by infra/host/config.py.
+# nginx in front of the Restate ingress on RestateStack's node, rendered by holiday_host/config.py.
 worker_processes auto;
 pid {run}/nginx.pid;
 error_log stderr warn;

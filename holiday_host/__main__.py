@@ -1,4 +1,4 @@
-"""Print the host's boot script for one TLS mode, with sample ids: `python -m infra.host self-signed | shellcheck -`.
+"""Print the host's boot script for one TLS mode, with sample ids: `python -m holiday_host self-signed | shellcheck -`.
 
 `--node N` prints node N's script of a three-node cluster instead of the single node's.
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 from typing import get_args
 
-from infra.host.config import Cluster, Signal, TlsMode, boot_script
+from holiday_host.config import Cluster, Signal, TlsMode, boot_script
 
 SAMPLE_VOLUME = "vol-0123456789abcdef0"
 SAMPLE_LOG_GROUP = "/restate/restate"
@@ -28,7 +28,7 @@ def main(argv: list[str]) -> None:
     chosen = [mode for mode in modes if argv[:1] == [mode]]
     node = argv[1:] if len(argv) == 3 and argv[1] == "--node" and argv[2] in nodes else None
     if not chosen or len(argv) != (1 if node is None else 3):
-        sys.exit(f"usage: python -m infra.host {{{'|'.join(modes)}}} [--node {{{'|'.join(nodes)}}}]")
+        sys.exit(f"usage: python -m holiday_host {{{'|'.join(modes)}}} [--node {{{'|'.join(nodes)}}}]")
     sys.stdout.write(
         boot_script(
             tls=chosen[0],

@@ -1,1 +1,0 @@
-"""The self-hosted Restate node's boot script and configuration files."""
