@@ -51,11 +51,12 @@ from typing import Any, Self
 
 import httpx
 
-from holiday.models import FAILED_STEP, RunType
+from holiday.models import RunType, TripRecord
 from holiday.storage import DynamoLedger
 from holiday_tools.audit import AuditReport, audit, check
 from holiday_tools.devstack import LocalStack, Mode, NodePorts, Ports, StackError, http_ok, unrouted, wait_until
 from holiday_tools.faultproxy import FaultProxy
+from holiday_tools.ingress import Ingress, judge
 from holiday_tools.restatectl import RestatectlError
 from holiday_tools.text import format_table, plural, wrap
 
@@ -195,14 +196,42 @@ class Call:
     answered: float = 0.0  # of the answer, or of giving up
     answer: httpx.Response | str = ""
     met: list[tuple[float, str]] = field(default_factory=list)  # when, and what, an attempt met instead of an answer
+    wrong: str | None = "not answered yet"  # None once the answer is judged right; else what is wrong with it
 
-    @property
-    def wrong(self) -> str | None:
-        return judge(self.trip_id, self.run_type, self.answer)
+
+def ask(ingresses: Sequence[Ingress], call: Call, within_s: float) -> Call:
+    """Make the call (asking node after node, see `reserve`), then judge its answer, reading the trip's record
+    if it was refused."""
+    call.sent = time.monotonic()
+    call.answer = reserve(ingresses, call.trip_id, call.run_type, within_s, call.first, call.met)
+    call.answered = time.monotonic()
+    call.wrong = judge(call.trip_id, call.run_type, call.answer, lambda trip_id: record(ingresses, trip_id, within_s))
+    return call
+
+
+def record(ingresses: Sequence[Ingress], trip_id: str, within_s: float) -> TripRecord | None:
+    """The trip's record from the first node that gives it, asking again for `within_s`; None if none does."""
+    deadline = time.monotonic() + within_s
+    attempt = 0
+    while time.monotonic() < deadline:
+        api = ingresses[attempt % len(ingresses)]
+        attempt += 1
+        try:
+            response = api.status(trip_id)
+        except httpx.TransportError:
+            pass
+        else:
+            if response.status_code == 200:
+                return TripRecord.model_validate(response.json())
+            if response.status_code == 404 and not unrouted(response):
+                return None
+        if attempt % len(ingresses) == 0:
+            time.sleep(0.2)
+    return None
 
 
 def reserve(
-    clients: Sequence[httpx.Client],
+    ingresses: Sequence[Ingress],
     trip_id: str,
     run_type: RunType | None,
     within_s: float,
@@ -211,20 +240,18 @@ def reserve(
 ) -> httpx.Response | str:
     """Ask until answered, with one idempotency key; return the answer, or why there was none.
 
-    With several clients (the nodes of a cluster) the first ask goes to `first`; a node that refuses,
+    With several ingresses (the nodes of a cluster) the first ask goes to `first`; a node that refuses,
     drops the connection, times out, answers 5xx or does not know the services (`unrouted`) is
     followed by the next one, with the same key. What each unanswered attempt met goes to `met`.
     """
-    body = {"trip_id": trip_id, "run_type": run_type.value if run_type else None}
-    headers = {"idempotency-key": f"chaos-{trip_id}"}
     deadline = time.monotonic() + within_s
     last = ""
     attempt = 0
     while time.monotonic() < deadline:
-        client = clients[(first + attempt) % len(clients)]
+        api = ingresses[(first + attempt) % len(ingresses)]
         attempt += 1
         try:
-            response = client.post("/trips/reserve", json=body, headers=headers)
+            response = api.reserve(trip_id, run_type, idempotency_key=f"chaos-{trip_id}")
         except httpx.TransportError as err:
             last = f"{type(err).__name__}: {err}"
             what = _MET.get(type(err), type(err).__name__)
@@ -236,7 +263,7 @@ def reserve(
             what = "not ready (404)" if not_ready else f"HTTP {response.status_code}"
         if met is not None:
             met.append((time.monotonic(), what))
-        if attempt % len(clients) == 0:  # every node asked once more: pause before the next round
+        if attempt % len(ingresses) == 0:  # every node asked once more: pause before the next round
             time.sleep(0.2)
     return f"no answer within {within_s:.0f}s; last: {last}"
 
@@ -252,18 +279,6 @@ _MET: dict[type[Exception], str] = {
     httpx.ReadError: "dropped",
     httpx.WriteError: "dropped",
 }
-
-
-def judge(trip_id: str, run_type: RunType | None, answer: httpx.Response | str) -> str | None:
-    """None if `answer` is what this trip should get, else what is wrong with it."""
-    if isinstance(answer, str):
-        return f"{trip_id}: {answer}"
-    if run_type is None:
-        if answer.status_code == 200 and answer.json().get("trip_id") == trip_id:
-            return None
-    elif answer.status_code == 409 and f"trip {trip_id} failed at {FAILED_STEP[run_type]}" in answer.text:
-        return None
-    return f"{trip_id} ({run_type or 'clean'}): HTTP {answer.status_code} {answer.text[:200]}"
 
 
 class Background:
@@ -347,11 +362,10 @@ def discard(stack: LocalStack) -> None:
     shutil.rmtree(stack.data_dir, ignore_errors=True)
 
 
-def node_clients(stack: LocalStack, node_timeout_s: float, concurrency: int) -> list[httpx.Client]:
-    """A client for each node's ingress: a caller asks the next node after `node_timeout_s` without an answer."""
+def node_ingresses(stack: LocalStack, node_timeout_s: float, concurrency: int) -> list[Ingress]:
+    """Each node's ingress: a caller asks the next node after `node_timeout_s` without an answer."""
     timeout = httpx.Timeout(node_timeout_s, connect=1.0)
-    limits = httpx.Limits(max_connections=concurrency)
-    return [httpx.Client(base_url=url, timeout=timeout, limits=limits) for url in stack.ingress_urls]
+    return [Ingress(url, timeout=timeout, concurrency=concurrency) for url in stack.ingress_urls]
 
 
 def run_scenario(
@@ -378,19 +392,18 @@ def run_scenario(
     stack = scenario_stack(scenario, mode, project_dir, ports=ports, services_aws_endpoint=proxy.url)
     try:
         stack.start()
-        plan = [(f"{scenario}-{i:04d}", rng.choice(MIX)) for i in range(profile.trips)]
+        plan = [Call(f"{scenario}-{i:04d}", rng.choice(MIX)) for i in range(profile.trips)]
         started = time.monotonic()
-        limits = httpx.Limits(max_connections=profile.concurrency)
         with (
-            httpx.Client(base_url=stack.ingress_url, timeout=60, limits=limits) as client,
+            Ingress(stack.ingress_url, concurrency=profile.concurrency) as api,
             Injector(scenario, stack, proxy, profile, rng) as injector,
             ThreadPoolExecutor(profile.concurrency) as pool,
         ):
-            answers = list(pool.map(lambda p: reserve([client], p[0], p[1], profile.answer_within_s), plan))
+            calls = list(pool.map(lambda call: ask([api], call, profile.answer_within_s), plan))
         seconds = time.monotonic() - started
-        clean = sum(1 for _, run_type in plan if run_type is None)
-        result = ScenarioResult(scenario, mode, len(plan), injector.faults, seconds, clean, len(plan) - clean)
-        result.wrong_answers = [w for (t, r), a in zip(plan, answers, strict=True) if (w := judge(t, r, a))]
+        clean = sum(1 for call in calls if call.run_type is None)
+        result = ScenarioResult(scenario, mode, len(calls), injector.faults, seconds, clean, len(calls) - clean)
+        result.wrong_answers = [wrong for call in calls if (wrong := call.wrong)]
         ledgers = stack.ledgers()
         result.report = audit(ledgers, threshold_s=0, admin_url=stack.admin_url)
         log(format_result(result))
@@ -440,13 +453,6 @@ class Gate:
     def wait_started(self, count: int, timeout: float) -> None:
         with self._changed:
             self._changed.wait_for(lambda: self._started >= count, timeout)
-
-
-def _cluster_call(clients: Sequence[httpx.Client], call: Call, within_s: float) -> Call:
-    call.sent = time.monotonic()
-    call.answer = reserve(clients, call.trip_id, call.run_type, within_s, call.first, call.met)
-    call.answered = time.monotonic()
-    return call
 
 
 class ClusterView:
@@ -591,28 +597,28 @@ def run_node_scenario(
         stack.start()
         # Round robin: each caller starts at a node, and asks the next when its node fails it.
         calls = [Call(f"{scenario}-{i:04d}", rng.choice(MIX), first=i % CLUSTER_NODES) for i in range(profile.trips)]
-        clients = node_clients(stack, profile.node_timeout_s, profile.concurrency)
+        ingresses = node_ingresses(stack, profile.node_timeout_s, profile.concurrency)
         gate = Gate()
         try:
 
             def one(index: int) -> Call:
                 gate.enter(index)
-                return _cluster_call(clients, calls[index], profile.answer_within_s)
+                return ask(ingresses, calls[index], profile.answer_within_s)
 
             started = time.monotonic()
             with NodeKiller(cluster, profile, gate, rng) as killer, ThreadPoolExecutor(profile.concurrency) as pool:
                 list(pool.map(one, range(len(calls))))
             seconds = time.monotonic() - started
             try:
-                two_down: TwoDown | None = _two_down(cluster, clients, profile, rng, stack.ledgers())
+                two_down: TwoDown | None = _two_down(cluster, ingresses, profile, rng, stack.ledgers())
             except (StackError, RestatectlError, httpx.HTTPError) as err:
                 two_down = None
                 killer.problems.append(f"two of three down: {err}")
                 cluster.restart_all()
                 cluster.wait_whole()
         finally:
-            for client in clients:
-                client.close()
+            for api in ingresses:
+                api.close()
         clean = sum(1 for call in calls if call.run_type is None)
         result = ScenarioResult(scenario, mode, len(calls), len(killer.kills), seconds, clean, len(calls) - clean)
         result.wrong_answers = [wrong for call in calls if (wrong := call.wrong)]
@@ -631,7 +637,7 @@ def run_node_scenario(
 
 def _two_down(
     cluster: ClusterView,
-    clients: Sequence[httpx.Client],
+    ingresses: Sequence[Ingress],
     profile: Profile,
     rng: random.Random,
     ledgers: Mapping[str, DynamoLedger],
@@ -649,7 +655,7 @@ def _two_down(
     clean = sum(1 for call in calls if call.run_type is None)
     result = TwoDown([first, second], first, len(calls), clean, profile.two_down_wait_s)
     with ThreadPoolExecutor(max(1, len(calls))) as pool:
-        futures = [pool.submit(_cluster_call, clients, call, profile.answer_within_s) for call in calls]
+        futures = [pool.submit(ask, ingresses, call, profile.answer_within_s) for call in calls]
         try:
             time.sleep(profile.two_down_wait_s)
             result.answered_while_down = sum(1 for future in futures if future.done())
@@ -732,7 +738,7 @@ def wrapped(details: Sequence[str]) -> list[str]:
     return [part for d in details for part in wrap(d, "      ", "    ")]
 
 
-def _seconds(value: float | None, unknown: str = "none") -> str:
+def seconds_text(value: float | None, unknown: str = "none") -> str:
     """`4.8 s`; from 1000 s on, whole seconds (the table stays within 100 columns)."""
     if value is None:
         return unknown
@@ -742,8 +748,8 @@ def _seconds(value: float | None, unknown: str = "none") -> str:
 def _describe_kill(number: int, kill: Kill) -> str:
     whole = "" if kill.whole_s is None else f", every partition replicated again {kill.whole_s:.1f} s later"
     return (
-        f"kill {number} at {kill.after_s:.1f} s: {kill.node}, {kill.why}; failover {_seconds(kill.failover_s)} "
-        f"(first answer to any trip: {_seconds(kill.first_answer_s)}); back after {kill.down_s:.1f} s{whole}"
+        f"kill {number} at {kill.after_s:.1f} s: {kill.node}, {kill.why}; failover {seconds_text(kill.failover_s)} "
+        f"(first answer to any trip: {seconds_text(kill.first_answer_s)}); back after {kill.down_s:.1f} s{whole}"
     )
 
 
@@ -759,7 +765,7 @@ def _describe_two_down(t: TwoDown) -> str:
     return (
         f"two of three down: {' and '.join(t.killed)} killed; {plural(t.calls, 'reservation')} sent to the three "
         f"ingresses: {answered} answered in {t.wait_s:.1f} s (attempts: {met}), {written} written; "
-        f"{t.restarted} back: {after} answered right {_seconds(t.answered_after_s)} later, {settled}: "
+        f"{t.restarted} back: {after} answered right {seconds_text(t.answered_after_s)} later, {settled}: "
         f"{'ok' if t.ok else 'FAILED'}"
     )
 
@@ -793,8 +799,8 @@ def _row(scenario: str, mode: str, results: Sequence[ScenarioResult]) -> tuple[s
         mode,
         str(sum(r.trips for r in results)),
         str(sum(r.faults for r in results)),
-        _seconds(sum(r.seconds for r in results)),
-        _seconds(max(failovers) if failovers else None, "-"),
+        seconds_text(sum(r.seconds for r in results)),
+        seconds_text(max(failovers) if failovers else None, "-"),
         f"{sum(r.booked for r in results)}/{sum(r.clean for r in results)}",
         f"{sum(r.undone for r in results)}/{sum(r.failing for r in results)}",
         str(sum(len(r.wrong_answers) for r in results)),

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 import signal
 import ssl
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 from urllib.parse import urlsplit
 
 import click
@@ -23,24 +22,24 @@ from botocore.exceptions import BotoCoreError, ClientError
 from click.core import ParameterSource
 
 from holiday.config import Settings
-from holiday.models import RunType
+from holiday.models import RunType, TripRecord
 from holiday.storage import DynamoLedger, Row
 from holiday_tools.chaos import EVERY_SCENARIO
-from holiday_tools.devstack import LocalStack, Mode, Ports, StackError
+from holiday_tools.devstack import LOCAL_ACCOUNT, LocalStack, Mode, Ports, StackError
+from holiday_tools.ingress import FAILED_TRIP_STATUS, Ingress, IngressRefused, failure_reason, message, undone
 from holiday_tools.text import format_table, plural, wrap
 
 if TYPE_CHECKING:
-    from holiday_tools.bench import Ingress
+    from holiday_tools.bench import IngressUrl
 
 DEFAULT_INGRESS = "http://127.0.0.1:8080"
 LOCAL_AWS = "http://127.0.0.1:4566"
 LOCAL_ADMIN = f"http://127.0.0.1:{Ports.admin}"
 LOCAL_LAMBDA = f"http://127.0.0.1:{Ports.functions}"
+T = TypeVar("T")
 ROW_COLUMNS = {"pk", "sk", "transaction_status", "updated_at"}  # what `holiday rows` shows in columns
-# The 409 of a failed trip (holiday/trips.py): where it failed, why, and what was undone.
-SAGA_FAILURE = re.compile(
-    r"trip (?P<trip_id>\S+) (?:failed at [^:]+|was stopped): (?P<why>.+); compensated: (?P<undone>.+)", re.DOTALL
-)
+# The trip ids `holiday reserve` picks when given none: a repeat with the same idempotency key, the same id.
+TRIP_IDS = uuid.UUID("5d1e4c1a-3b0f-4f43-9d55-2f7c0e1d8a90")
 
 
 def _url(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
@@ -56,15 +55,15 @@ def _http_url(value: str) -> str:
     return url.rstrip("/")
 
 
-def _ingresses(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> tuple[Ingress, ...]:
+def _ingresses(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> tuple[IngressUrl, ...]:
     """Each `URL` or `LABEL=URL`. With several, each has a label (`host:port` by default), and no two the same:
     the report tells them apart by it."""
-    from holiday_tools.bench import Ingress
+    from holiday_tools.bench import IngressUrl
 
     given = [_labelled(value) for value in values]
     if len(given) < 2:
         return tuple(given)
-    labelled = [Ingress(i.url, i.label or _host_port(i.url)) for i in given]
+    labelled = [IngressUrl(i.url, i.label or _host_port(i.url)) for i in given]
     labels = [i.label for i in labelled]
     if twice := next((label for label in labels if labels.count(label) > 1), None):
         raise click.BadParameter(
@@ -73,16 +72,16 @@ def _ingresses(_ctx: click.Context, _param: click.Parameter, values: tuple[str, 
     return tuple(labelled)
 
 
-def _labelled(value: str) -> Ingress:
+def _labelled(value: str) -> IngressUrl:
     """`LABEL=URL`, or a URL alone (one with `=` in its query too: a label has no `/` or `:`)."""
-    from holiday_tools.bench import Ingress
+    from holiday_tools.bench import IngressUrl
 
     label, separator, url = value.partition("=")
     if not separator or "/" in label or ":" in label:
-        return Ingress(_http_url(value))
+        return IngressUrl(_http_url(value))
     if not label.strip():
         raise click.BadParameter(f"{value!r} has an empty label: give LABEL=URL, or the URL alone")
-    return Ingress(_http_url(url), label.strip())
+    return IngressUrl(_http_url(url), label.strip())
 
 
 def _host_port(url: str) -> str:
@@ -445,8 +444,8 @@ def _is_loopback(url: str) -> bool:
     "--lambda-endpoint",
     envvar="AWS_ENDPOINT_URL_LAMBDA",
     callback=_url,
-    help=f"Lambda API for deleting versions [default: the local runtime's, {LOCAL_LAMBDA}, when --admin is on "
-    "this machine; else AWS's, with your credentials].",
+    help=f"Lambda API for deleting versions [default: the local runtime's, {LOCAL_LAMBDA}, when the functions are "
+    f"the local stack's (account {LOCAL_ACCOUNT}); else AWS's, with your credentials].",
 )
 @click.option("--dry-run", is_flag=True, help="Print the plan only; change nothing.")
 def prune(
@@ -462,13 +461,12 @@ def prune(
 
     if not admin:
         _fail("--admin is required: the Restate admin API whose deployments to prune")
-    if lambda_endpoint is None and _is_loopback(admin):
-        lambda_endpoint = LOCAL_LAMBDA
-    local = lambda_endpoint is not None and _is_loopback(lambda_endpoint)  # the local runtime's credentials
-    versions_api = pruning.Boto3Versions(lambda_endpoint, local)
     with RestateAdmin(admin, admin_token, admin_insecure) as api:
         try:
             deployments = pruning.plan(pruning.read(api), keep)
+            endpoint = pruning.lambda_endpoint(deployments, lambda_endpoint, LOCAL_ACCOUNT, LOCAL_LAMBDA)
+            local = endpoint is not None and _is_loopback(endpoint)  # the local runtime's credentials
+            versions_api = pruning.Boto3Versions(endpoint, local)
             versions = pruning.plan_versions(deployments, versions_api, keep)
         except (AdminError, pruning.VersionError) as err:
             _fail(str(err))
@@ -569,7 +567,8 @@ def chaos(trips: int, concurrency: int, scenarios: tuple[str, ...], modes: tuple
     callback=_ingresses,
     help="Bench this running ingress instead of starting a local stack; host:port means http://. Repeat it to "
     "compare several with the same load, each against the first (LABEL names one in the report; host:port by "
-    "default). On this machine (127.0.0.1, localhost) its restate-server's and services' CPU is read from /proc.",
+    "default). On this machine (127.0.0.1, localhost) its restate-server and services are found from /proc/net "
+    "and their CPU counted (Linux only: elsewhere the report says their CPU is unknown).",
 )
 @click.option(
     "--rounds",
@@ -583,9 +582,9 @@ def chaos(trips: int, concurrency: int, scenarios: tuple[str, ...], modes: tuple
     type=click.Choice(["strict", "status"]),
     default="strict",
     show_default=True,
-    help="How each answer is checked. strict: as this project words it (a failed trip's 409 names the failed "
-    "step). status: 200 for a clean trip, any 4xx or 5xx for an injected failure, for a saga other than this "
-    "project's, such as the original. A wrong answer is never throughput.",
+    help="How each answer is checked. strict: as this project answers (a failed trip's 409, and its record "
+    "naming the failed step). status: 200 for a clean trip, any 4xx or 5xx for an injected failure, for a saga "
+    "other than this project's, such as the original. A wrong answer is never throughput.",
 )
 @token_option
 @insecure_option
@@ -600,7 +599,7 @@ def bench(
     baseline: bool,
     mode: Mode,
     nodes: str,
-    ingresses: tuple[Ingress, ...],
+    ingresses: tuple[IngressUrl, ...],
     rounds: int,
     judge: str,
     token: str | None,
@@ -610,7 +609,7 @@ def bench(
 ) -> None:
     """Measure trips/s and latency against the null saga, with CPU per process and Lambda cost; or compare
     running ingresses (this project's and the original's, say) under the same load."""
-    from holiday_tools.bench import IngressRefused, run_bench_command
+    from holiday_tools.bench import run_bench_command
 
     if len(ingresses) > 1 and ctx.get_parameter_source("baseline") is ParameterSource.DEFAULT:
         baseline = False  # the null saga is this project's: several ingresses are compared with each other
@@ -683,21 +682,24 @@ def reserve(
     insecure: bool,
 ) -> None:
     """Book a trip through the ingress and print the outcome."""
-    body = {k: v for k, v in {"trip_id": trip_id, "run_type": run_type}.items() if v}
-    headers = {"idempotency-key": idempotency_key} if idempotency_key else {}
-    response = _Ingress(ingress, token, insecure).call("POST", "/trips/reserve", json=body, headers=headers)
-    if response.status_code == 200:
-        out = response.json()
-        click.echo(f"Trip {out['trip_id']} is booked.")
-        click.echo(f"  flight booking  {out['flight_booking_id']}")
-        click.echo(f"  car booking     {out['car_booking_id']}")
-        click.echo(f"  payment         {out['payment_id']}")
-        return
-    message = _message(response)
-    if failed := SAGA_FAILURE.fullmatch(message):
-        why = failed["why"].rstrip(".")
-        _fail(f"Trip {failed['trip_id']} was not booked: {why}. Compensated: {failed['undone']}.")
-    _fail(f"Trip not booked (HTTP {response.status_code}): {message}")
+    # The trip's id is ours, so that a refused trip's record can be read: a repeat with the same idempotency
+    # key (whose answer is the first call's) asks about the same trip.
+    trip_id = trip_id or str(uuid.uuid5(TRIP_IDS, idempotency_key) if idempotency_key else uuid.uuid4())
+    with Ingress(ingress, token, insecure) as api:
+        asked = RunType(run_type) if run_type else None
+        response = _answer(api, lambda: api.reserve(trip_id, asked, idempotency_key=idempotency_key))
+        if response.status_code == 200:
+            out = response.json()
+            click.echo(f"Trip {out['trip_id']} is booked.")
+            click.echo(f"  flight booking  {out['flight_booking_id']}")
+            click.echo(f"  car booking     {out['car_booking_id']}")
+            click.echo(f"  payment         {out['payment_id']}")
+            return
+        record = _answer(api, lambda: _record(api, trip_id)) if response.status_code == FAILED_TRIP_STATUS else None
+    if record is not None and record.status == "failed":
+        why = (failure_reason(record) or "it was stopped").rstrip(".")
+        _fail(f"Trip {record.trip_id} was not booked: {why}. Compensated: {', '.join(undone(record)) or 'nothing'}.")
+    _fail(f"Trip not booked (HTTP {response.status_code}): {message(response)}")
 
 
 @main.command()
@@ -708,9 +710,10 @@ def reserve(
 @insecure_option
 def trip(trip_id: str, as_json: bool, ingress: str, token: str | None, insecure: bool) -> None:
     """Show a trip: each step with its id and status, the compensations, the outcome."""
-    response = _Ingress(ingress, token, insecure).call("GET", f"/trip/{trip_id}/status")
+    with Ingress(ingress, token, insecure) as api:
+        response = _answer(api, lambda: api.status(trip_id))
     if response.status_code != 200:
-        _fail(f"HTTP {response.status_code}: {_message(response)}")
+        _fail(f"HTTP {response.status_code}: {message(response)}")
     record = response.json()
     if as_json:
         click.echo(json.dumps(record, indent=2))
@@ -737,31 +740,29 @@ def _step(step: dict[str, Any]) -> str:
     return "\n".join([line, *wrap(step.get("error") or "", under, under)])
 
 
-@dataclass(frozen=True)
-class _Ingress:
-    """The ingress, and how to get in: its key (sent as a bearer token), and whether to accept a self-signed
-    certificate."""
+def _record(api: Ingress, trip_id: str) -> TripRecord | None:
+    """The trip's record; None if the ingress has none to give."""
+    try:
+        return api.record(trip_id)
+    except httpx.HTTPStatusError:
+        return None
 
-    url: str
-    token: str | None
-    insecure: bool
 
-    def call(self, method: str, path: str, *, headers: dict[str, str] | None = None, **kwargs: Any) -> httpx.Response:
-        """The ingress's answer; one line of error instead if it cannot be reached or it wants a key (401)."""
-        url = f"{self.url}{path}"
-        headers = {**(headers or {}), **({"authorization": f"Bearer {self.token}"} if self.token else {})}
+def _answer(api: Ingress, call: Callable[[], T]) -> T:
+    """What `call` returns; one line of error instead if the ingress cannot be reached or it refuses us."""
+    try:
+        return call()
+    except IngressRefused as refused:
+        if refused.certificate is not None:
+            _fail(_unverified(api.url, refused.certificate))
+        _fail(_unauthorized(api.url, api.token))
+    except httpx.HTTPError as err:
         try:
-            response = httpx.request(method, url, headers=headers, verify=not self.insecure, timeout=60, **kwargs)
-        except httpx.HTTPError as err:
-            from holiday_tools.bench import unverified_certificate  # the bench stops on the same failure
-
-            if (certificate := unverified_certificate(err)) is not None:
-                _fail(_unverified(self.url, certificate))
-            reason = str(err).rstrip(".") or type(err).__name__
-            _fail(f"cannot reach the Restate ingress at {url}: {reason}. Is `make dev` running?")
-        if response.status_code == 401:
-            _fail(_unauthorized(self.url, self.token))
-        return response
+            url = str(err.request.url)  # the ingress and the path asked for
+        except RuntimeError:
+            url = api.url
+        reason = str(err).rstrip(".") or type(err).__name__
+        _fail(f"cannot reach the Restate ingress at {url}: {reason}. Is `make dev` running?")
 
 
 def _unauthorized(ingress: str, token: str | None) -> str:
@@ -785,13 +786,6 @@ def _unverified(ingress: str, certificate: ssl.SSLCertVerificationError) -> str:
         "deployment serves a self-signed certificate: add --insecure (or set HOLIDAY_INGRESS_INSECURE=1) to "
         "accept it, as curl -k does."
     )
-
-
-def _message(response: httpx.Response) -> str:
-    try:
-        return str(response.json().get("message", response.text))
-    except ValueError:
-        return response.text
 
 
 def _fail(message: str) -> NoReturn:

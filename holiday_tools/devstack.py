@@ -7,12 +7,14 @@ a user starts.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import shutil
 import signal
 import socket
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -27,9 +29,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 from holiday.config import Settings
 from holiday.functions import FUNCTIONS
 from holiday.storage import DynamoLedger
+from holiday_host.config import Cluster, NodeLayout, restate_config
 from holiday_tools.processes import Process
 from holiday_tools.restatectl import Restatectl, native_package, restatectl_binary
-from infra.host.config import Cluster, NodeLayout, restate_config
 
 HOST = "127.0.0.1"
 # restate-server ends its invocations and flushes its state on SIGTERM; give it this long before SIGKILL.
@@ -82,7 +84,8 @@ class Ports:
 
     @classmethod
     def free(cls) -> Ports:
-        """Ports nobody uses right now (for tests, beside a running `holiday dev`)."""
+        """Ports nobody uses now and no other process of ours will hand out (for tests and tools, beside
+        a running `holiday dev`): see `_free_ports`."""
         return cls(*_free_ports(len(fields(cls))))
 
     def check_free(self) -> None:
@@ -91,7 +94,89 @@ class Ports:
 
 
 def _free_ports(count: int, taken: frozenset[int] = frozenset()) -> list[int]:
-    """`count` different ports nobody uses right now, none of them in `taken` (ports already handed out)."""
+    """`count` different ports nobody uses right now, none of them in `taken` (ports already handed out).
+
+    A port is chosen now and bound later, by a server this process starts. Ports that the system hands
+    out (bind to port 0) come from its ephemeral range, where any other process can take the same one
+    meanwhile: another test worker choosing at the same moment, or any outgoing connection. So the ports
+    come from below that range, from a block of `PORT_BLOCK` that this process alone holds (a lock file,
+    held for its lifetime), one after another: no other process of ours hands out the same port (two
+    pytest-xdist workers, two test runs, a bench beside the tests), and this one hands it out once (until
+    its block wraps around). Each is checked free when chosen, for programs that are not ours.
+    """
+    with _block_lock:
+        block = _claimed_block()
+        if block is None:  # every block is held: more processes at once than blocks
+            return _system_ports(count, taken)
+        chosen: list[int] = []
+        for _ in range(PORT_BLOCK):
+            if len(chosen) == count:
+                break
+            port = block.take()
+            if port not in taken and _bindable(port):
+                chosen.append(port)
+        if len(chosen) < count:
+            raise StackError(f"no {count} free ports left in {block.first}-{block.first + PORT_BLOCK - 1}")
+        return chosen
+
+
+# Where `_free_ports` hands out ports: below Linux's ephemeral range (32768-60999 by default; macOS's
+# starts at 49152), above the well-known ports and the stack's own defaults (`Ports`).
+PORT_RANGE = (20000, 32000)
+PORT_BLOCK = 400
+PORT_LOCKS = Path(tempfile.gettempdir()) / f"holiday-ports-{os.getuid()}"
+
+
+@dataclass
+class _PortBlock:
+    """The ports this process hands out: its lock file's descriptor keeps other processes off them."""
+
+    pid: int
+    fd: int
+    first: int
+    handed_out: int = 0
+
+    def take(self) -> int:
+        port = self.first + self.handed_out % PORT_BLOCK
+        self.handed_out += 1
+        return port
+
+
+_block: _PortBlock | None = None
+_block_lock = threading.Lock()
+
+
+def _claimed_block() -> _PortBlock | None:
+    """This process's block, claimed on first use (again in a forked child); None if all are held."""
+    global _block
+    if _block is not None and _block.pid == os.getpid():
+        return _block
+    PORT_LOCKS.mkdir(parents=True, exist_ok=True)
+    for first in range(PORT_RANGE[0], PORT_RANGE[1] - PORT_BLOCK + 1, PORT_BLOCK):
+        fd = os.open(PORT_LOCKS / f"{first}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            continue
+        _block = _PortBlock(os.getpid(), fd, first)
+        return _block
+    return None
+
+
+def _bindable(port: int) -> bool:
+    """Whether a server could bind `port` on loopback now (a port left in TIME_WAIT can be)."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((HOST, port))
+        except OSError:
+            return False
+    return True
+
+
+def _system_ports(count: int, taken: frozenset[int]) -> list[int]:
+    """`count` ports the system hands out now, none in `taken`: free now, but anyone may take them next."""
     socks: list[socket.socket] = []
     try:
         while len(socks) < count:
@@ -103,7 +188,7 @@ def _free_ports(count: int, taken: frozenset[int] = frozenset()) -> list[int]:
         for s in socks:
             s.close()
     clash = [n for n in numbers if n in taken]
-    return [n for n in numbers if n not in taken] + (_free_ports(len(clash), taken | set(numbers)) if clash else [])
+    return [n for n in numbers if n not in taken] + (_system_ports(len(clash), taken | set(numbers)) if clash else [])
 
 
 def _check_free(named: dict[str, int], node: int = 1) -> None:

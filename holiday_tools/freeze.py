@@ -28,6 +28,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
+
 from holiday_tools.audit import audit
 from holiday_tools.chaos import (
     CLUSTER_NODES,
@@ -38,13 +40,13 @@ from holiday_tools.chaos import (
     ClusterView,
     Profile,
     ScenarioResult,
-    _cluster_call,
-    _seconds,
+    ask,
     discard,
     longest_gap,
-    node_clients,
+    node_ingresses,
     problem_lines,
     scenario_stack,
+    seconds_text,
     wrapped,
 )
 from holiday_tools.devstack import Mode, StackError
@@ -57,6 +59,7 @@ MAX_GAP_S = 10.0  # the longest stretch without a completed trip the cluster may
 WARMUP_S = 10.0  # load before the freeze
 AFTER_S = 10.0  # load after it
 SAMPLE_S = 0.25  # how often the frozen process's state is read
+STOPPED = psutil.STATUS_STOPPED  # its state while frozen
 
 
 @dataclass
@@ -68,7 +71,7 @@ class Freeze:
     at: float  # time.monotonic() of the SIGSTOP
     after_s: float = 0.0  # from the start of the load to the SIGSTOP
     frozen_s: float = 0.0  # until the SIGCONT
-    states: Counter[str] = field(default_factory=Counter)  # the process's state (/proc), read while frozen
+    states: Counter[str] = field(default_factory=Counter)  # the process's state (psutil), read while frozen
     answered_while_frozen: int = 0  # trips answered right between the SIGSTOP and the SIGCONT
     longest_gap_s: float | None = None  # the longest stretch without a right answer that overlaps the freeze
     gap_from_s: float | None = None  # where that stretch began, from the SIGSTOP (negative: before it)
@@ -76,8 +79,8 @@ class Freeze:
 
     @property
     def stopped(self) -> bool:
-        """The process really was stopped ('T') every time its state was read while frozen."""
-        return bool(self.states) and set(self.states) == {"T"}
+        """The process really was stopped every time its state was read while frozen."""
+        return bool(self.states) and set(self.states) == {STOPPED}
 
 
 @dataclass
@@ -113,10 +116,10 @@ class FreezeResult(ScenarioResult):
 
 
 def process_state(pid: int) -> str:
-    """The one-letter state of process `pid` (R running, S sleeping, T stopped...), '?' if unknown."""
+    """The state of process `pid` as psutil names it (running, sleeping, stopped...), '?' if unknown."""
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
+        return str(psutil.Process(pid).status())
+    except psutil.Error:
         return "?"
 
 
@@ -185,7 +188,7 @@ def run_freeze_scenario(
     try:
         stack.start()
         calls = [Call(f"{SCENARIO}-{i:04d}", rng.choice(MIX), first=i % CLUSTER_NODES) for i in range(profile.trips)]
-        clients = node_clients(stack, profile.node_timeout_s, profile.concurrency)
+        ingresses = node_ingresses(stack, profile.node_timeout_s, profile.concurrency)
         # The trips go out at a steady pace over the whole load, so that some are always on their way.
         pace_s = (warmup_s + freeze_s + after_s) / max(1, profile.trips)
         try:
@@ -193,15 +196,15 @@ def run_freeze_scenario(
 
             def one(index: int) -> Call:
                 time.sleep(max(0.0, started + index * pace_s - time.monotonic()))
-                return _cluster_call(clients, calls[index], profile.answer_within_s)
+                return ask(ingresses, calls[index], profile.answer_within_s)
 
             with Freezer(cluster, warmup_s, freeze_s) as freezer, ThreadPoolExecutor(profile.concurrency) as pool:
                 list(pool.map(one, range(len(calls))))
                 freezer.wait()  # in case the load ended first (a trip count too small for the time)
             seconds = time.monotonic() - started
         finally:
-            for client in clients:
-                client.close()
+            for api in ingresses:
+                api.close()
         clean = sum(1 for call in calls if call.run_type is None)
         result = FreezeResult(SCENARIO, mode, len(calls), 0, seconds, clean, len(calls) - clean, max_gap_s=max_gap_s)
         result.wrong_answers = [wrong for call in calls if (wrong := call.wrong)]
@@ -237,14 +240,14 @@ def format_freeze(r: FreezeResult) -> str:
     if f is None:
         what = "no node frozen"
     else:
-        what = f"{f.node} frozen {f.frozen_s:.1f} s, longest gap {_seconds(f.longest_gap_s)}"
+        what = f"{f.node} frozen {f.frozen_s:.1f} s, longest gap {seconds_text(f.longest_gap_s)}"
     outcome = "ok" if r.ok else "FAILED"
     line = f"{r.scenario} ({r.mode}): {plural(r.trips, 'trip')} in {r.seconds:.1f} s, {what}: {outcome}"
     details = []
     if f is not None:
         reads = sum(f.states.values())
-        others = ", ".join(f"{state} {count}" for state, count in f.states.items() if state != "T")
-        states = f"stopped (T) in {f.states['T']} of {plural(reads, 'read')}" + (f" ({others})" if others else "")
+        others = ", ".join(f"{state} {count}" for state, count in f.states.items() if state != STOPPED)
+        states = f"stopped in {f.states[STOPPED]} of {plural(reads, 'read')}" + (f" ({others})" if others else "")
         gap_from = ""
         if f.gap_from_s is not None:
             side = "before" if f.gap_from_s < 0 else "after"
@@ -252,8 +255,8 @@ def format_freeze(r: FreezeResult) -> str:
             gap_from += " the SIGSTOP"
         details.append(
             f"freeze at {f.after_s:.1f} s: {f.node}, {f.why}; {states} of its state while frozen; "
-            f"{plural(f.answered_while_frozen, 'trip')} answered meanwhile; longest gap {_seconds(f.longest_gap_s)}"
-            f"{gap_from} (at most {r.max_gap_s:.0f} s); longest wait for one trip {_seconds(f.longest_wait_s)}"
+            f"{plural(f.answered_while_frozen, 'trip')} answered meanwhile; longest gap {seconds_text(f.longest_gap_s)}"
+            f"{gap_from} (at most {r.max_gap_s:.0f} s); longest wait for one trip {seconds_text(f.longest_wait_s)}"
         )
     if r.report.stuck_invocations:
         details.append(f"{plural(len(r.report.stuck_invocations), 'invocation')} still retrying or paused")

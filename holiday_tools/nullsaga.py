@@ -17,9 +17,9 @@ from __future__ import annotations
 import restate
 from restate.serde import BytesSerde
 
-from holiday.durability import pydantic_serde
 from holiday.models import BookingRef, BookingResult, RowStatus, StepName, TripOutcome
 from holiday.planning import parse_request
+from holiday.sdk import pydantic_serde
 
 # The saga's rounds: steps in one round run at once; (name, which booking id).
 ROUNDS = (

@@ -29,7 +29,9 @@ from holiday_tools.admin import AdminError, RestateAdmin
 from holiday_tools.text import format_table, plural, wrap
 
 # arn:aws:lambda:<region>:<account>:function:<name>:<version>
-VERSION_ARN = re.compile(r"arn:[^:]+:lambda:(?P<region>[^:]+):[^:]+:function:(?P<name>[^:]+):(?P<version>[0-9]+)")
+VERSION_ARN = re.compile(
+    r"arn:[^:]+:lambda:(?P<region>[^:]+):(?P<account>[^:]+):function:(?P<name>[^:]+):(?P<version>[0-9]+)"
+)
 DEPLOYMENT_ID = re.compile(r"dp_[A-Za-z0-9]+")
 PINNED_SQL = (
     "SELECT pinned_deployment_id AS deployment, COUNT(*) AS invocations FROM sys_invocation "
@@ -42,13 +44,14 @@ class FunctionVersion:
     """A Lambda function version, from the ARN a deployment is registered with."""
 
     region: str
+    account: str
     name: str
     version: str
 
     @classmethod
     def of(cls, endpoint: str) -> FunctionVersion | None:
         match = VERSION_ARN.fullmatch(endpoint)
-        return cls(match["region"], match["name"], match["version"]) if match else None
+        return cls(match["region"], match["account"], match["name"], match["version"]) if match else None
 
     def __str__(self) -> str:
         return f"{self.name}:{self.version}"
@@ -113,6 +116,17 @@ def plan(deployments: list[Deployment], keep: int) -> list[Deployment]:
         elif any(deployment.id in ranked[service][:keep] for service in deployment.services):
             deployment.keep = f"one of the newest {keep}"
     return deployments
+
+
+def lambda_endpoint(deployments: list[Deployment], given: str | None, local_account: str, local: str) -> str | None:
+    """Where to list and delete versions: `given`, else the local runtime for the local stack's functions, else AWS.
+
+    Not from the admin URL: a deployed admin API forwarded through Session Manager is on loopback too.
+    """
+    if given is not None:
+        return given
+    accounts = {d.function.account for d in deployments if d.function is not None}
+    return local if accounts == {local_account} else None
 
 
 def still_removable(admin: RestateAdmin, deployment: Deployment) -> str | None:

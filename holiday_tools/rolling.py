@@ -33,22 +33,23 @@ from pathlib import Path
 
 import httpx
 
+from holiday_host.config import READY_SCRIPT
 from holiday_tools.audit import audit
 from holiday_tools.chaos import (
     MIX,
     Call,
     Profile,
     ScenarioResult,
-    _cluster_call,
+    ask,
     discard,
     longest_gap,
-    node_clients,
+    node_ingresses,
     scenario_stack,
 )
 from holiday_tools.devstack import HOST, LocalStack, Mode, StackError, restate_server_binary
+from holiday_tools.ingress import Ingress
 from holiday_tools.restatectl import RestatectlError, native_package, restatectl_binary
 from holiday_tools.text import plural, wrap
-from infra.host.config import READY_SCRIPT
 
 # The scenario names: the replicated cluster, and the single node (whose gap is its downtime).
 ROLLING_NODES = {"rolling": 3, "rolling1": 1}
@@ -194,9 +195,9 @@ class Load:
     """Callers that book trips one after another, each with its own key, until told to stop."""
 
     def __init__(
-        self, clients: Sequence[httpx.Client], profile: RollingProfile, scenario: str, rng: random.Random
+        self, ingresses: Sequence[Ingress], profile: RollingProfile, scenario: str, rng: random.Random
     ) -> None:
-        self.clients, self.profile, self.scenario, self.rng = clients, profile, scenario, rng
+        self.ingresses, self.profile, self.scenario, self.rng = ingresses, profile, scenario, rng
         self.calls: list[Call] = []
         self._lock = threading.Lock()
         self._enough = threading.Event()
@@ -208,7 +209,7 @@ class Load:
             number = len(self.calls)
             if self._enough.is_set() and number >= self.profile.trips:
                 return None
-            call = Call(f"{self.scenario}-{number:04d}", self.rng.choice(MIX), first=number % len(self.clients))
+            call = Call(f"{self.scenario}-{number:04d}", self.rng.choice(MIX), first=number % len(self.ingresses))
             self.calls.append(call)
             return call
 
@@ -217,7 +218,7 @@ class Load:
         pauses = random.Random(number)
         time.sleep(self.profile.pause_s * number / self.profile.concurrency)
         while (call := self._next()) is not None:
-            _cluster_call(self.clients, call, self.profile.answer_within_s)
+            ask(self.ingresses, call, self.profile.answer_within_s)
             if not self._enough.is_set():
                 time.sleep(pauses.uniform(0.5, 1.5) * self.profile.pause_s)
 
@@ -271,10 +272,10 @@ def run_rolling_scenario(
             check = NodeRoll(name, "")
             if not _wait_ready(stack, index, profile, check):
                 raise StackError(f"{name} not ready before the roll: {check.not_ready}")
-        clients = node_clients(stack, profile.node_timeout_s, profile.concurrency)
+        ingresses = node_ingresses(stack, profile.node_timeout_s, profile.concurrency)
         try:
             started = time.monotonic()
-            load = Load(clients, profile, scenario, rng)
+            load = Load(ingresses, profile, scenario, rng)
             try:
                 time.sleep(profile.warmup_s)
                 _roll(stack, new, profile, result)
@@ -283,8 +284,8 @@ def run_rolling_scenario(
                 calls = load.finish()
             result.seconds = time.monotonic() - started
         finally:
-            for client in clients:
-                client.close()
+            for api in ingresses:
+                api.close()
         stack.restate_binary = new  # what a later start would run
         result.trips, result.faults = len(calls), len(result.steps)
         result.clean = sum(1 for call in calls if call.run_type is None)

@@ -40,13 +40,14 @@ from holiday_tools.chaos import (
     Call,
     Profile,
     ScenarioResult,
-    _cluster_call,
+    ask,
     discard,
     problem_lines,
     scenario_stack,
     wrapped,
 )
 from holiday_tools.devstack import LocalStack, Mode, StackError
+from holiday_tools.ingress import Ingress
 from holiday_tools.text import plural
 
 SCENARIO = UPGRADE
@@ -148,12 +149,14 @@ class Deployer(Background):
         self.stack, self.halfway, self.within_s = stack, halfway, within_s
         self.deployed: release.Deployed | None = None
         self.began = self.ended = 0.0
+        self.done = threading.Event()  # the deploy ended, or will not happen
         self.problems: list[str] = []
         super().__init__()
 
     def _run(self) -> None:
         if not self.halfway.wait(self.within_s):
             self.problems.append(f"half the trips were not sent within {self.within_s:.0f} s: nothing deployed")
+            self.done.set()
             return
         self.began = time.monotonic()
         try:
@@ -163,6 +166,7 @@ class Deployer(Background):
             self.problems.append(f"deploying release {NEW}: {err}")
         finally:
             self.ended = time.monotonic()
+            self.done.set()
 
 
 def run_upgrade_scenario(
@@ -210,20 +214,24 @@ def run_upgrade_scenario(
 
 def _load(stack: LocalStack, calls: Sequence[Call], profile: Profile, until: float) -> Deployer:
     """Send `calls` at a steady pace from now `until` (monotonic), release 2 deployed once half are sent;
-    wait for every answer, and for the deploy."""
+    wait for every answer, and for the deploy.
+
+    The last quarter also waits for the deploy to end, so that some trips are sent after it however
+    long it takes (on a busy machine a deploy can outlast the second half of the load)."""
     started = time.monotonic()
     pace_s = (until - started) / max(1, len(calls))
     halfway = threading.Event()
-    limits = httpx.Limits(max_connections=profile.concurrency)
 
     def one(index: int) -> Call:
         time.sleep(max(0.0, started + index * pace_s - time.monotonic()))
         if index == len(calls) // 2:
             halfway.set()
-        return _cluster_call([client], calls[index], profile.answer_within_s)
+        if index >= len(calls) * 3 // 4:
+            deployer.done.wait(profile.answer_within_s)
+        return ask([api], calls[index], profile.answer_within_s)
 
     with (
-        httpx.Client(base_url=stack.ingress_url, timeout=60, limits=limits) as client,
+        Ingress(stack.ingress_url, concurrency=profile.concurrency) as api,
         Deployer(stack, halfway, profile.answer_within_s) as deployer,
         ThreadPoolExecutor(profile.concurrency) as pool,
     ):

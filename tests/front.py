@@ -1,8 +1,8 @@
-"""The host's nginx (its TLS front and key check) on loopback, rendered by infra/host/config.py.
+"""The host's nginx (its TLS front and key check) on loopback, rendered by holiday_host/config.py.
 
 `Front.start` runs nginx with the host's nginx.conf, changing only addresses and paths, in
 front of any upstream (a Restate ingress). With a key, the key file is written by the host's
-own script, `infra/host/ingress_key.sh`, reading the secret from the local AWS stand-in's
+own script, `holiday_host/ingress_key.sh`, reading the secret from the local AWS stand-in's
 Secrets Manager with the AWS CLI, as the host does with its role.
 """
 
@@ -18,9 +18,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from holiday_host.config import INGRESS_KEY_SCRIPT, FrontLayout, nginx_config, self_signed_certificate_command
 from holiday_tools.devstack import LOCAL_CREDENTIALS, LocalStack, wait_until
 from holiday_tools.processes import Process
-from infra.host.config import INGRESS_KEY_SCRIPT, FrontLayout, nginx_config, self_signed_certificate_command
 from tests.support import PROJECT_DIR
 
 NGINX_UNPACKED = PROJECT_DIR / "build" / "host-tools" / "usr" / "sbin" / "nginx"  # `make host-tools`

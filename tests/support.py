@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+import psutil
 from boto3.dynamodb.types import TypeDeserializer
 
 from holiday.models import RowStatus
@@ -38,6 +39,12 @@ NO_LIVE_ROWS = {"flights": [RowStatus.CANCELLED], "cars": [RowStatus.CANCELLED],
 # The compensations of a trip that fails after the payment, in the order they run.
 ALL_UNDONE = ["refund payment", "cancel car", "cancel flight"]
 _deserialize = TypeDeserializer().deserialize
+
+
+def documentation() -> str:
+    """The README and every page of docs/, as one text: what a user reads, for tests that check it."""
+    pages = [PROJECT_DIR / "README.md", *sorted((PROJECT_DIR / "docs").rglob("*.md"))]
+    return "\n".join(page.read_text(encoding="utf-8") for page in pages)
 
 
 def poll(fetch: Callable[[], T], done: Callable[[T], bool], what: str, timeout: float = 20.0) -> T:
@@ -207,20 +214,11 @@ class Admin:
 
 
 def children_of(pid: int) -> set[int]:
-    """Every live descendant of `pid`, from /proc."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue  # gone meanwhile
-    found: set[int] = set()
-    frontier = {pid}
-    while frontier:
-        frontier = {child for child, parent in parents.items() if parent in frontier} - found
-        found |= frontier
-    return found
+    """Every live descendant of `pid` (psutil: Linux and macOS alike)."""
+    try:
+        return {child.pid for child in psutil.Process(pid).children(recursive=True)}
+    except psutil.NoSuchProcess:
+        return set()
 
 
 def alive(pids: set[int]) -> set[int]:
@@ -228,11 +226,10 @@ def alive(pids: set[int]) -> set[int]:
     running = set()
     for pid in pids:
         try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                running.add(pid)
+        except psutil.NoSuchProcess:
             continue
-        if state != "Z":
-            running.add(pid)
     return running
 
 

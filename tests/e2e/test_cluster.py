@@ -11,6 +11,7 @@ import os
 import shutil
 import signal
 import tomllib
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,9 +19,9 @@ from typing import Any
 import httpx
 import pytest
 
+from holiday_host.config import CLUSTER_PARTITIONS, Cluster, NodeLayout, restate_config
 from holiday_tools.devstack import SNAPSHOT_BUCKET, LocalStack, Mode, NodePorts, Ports, StackError
 from holiday_tools.processes import Process
-from infra.host.config import CLUSTER_PARTITIONS, Cluster, NodeLayout, restate_config
 from tests.support import BOOKED, PROJECT_DIR, poll, statuses
 
 NODES = 3
@@ -67,9 +68,11 @@ def test_a_trip_booked_through_one_node_is_looked_up_through_every_other(cluster
 
 def test_every_node_gives_the_readmes_answers(cluster: LocalStack) -> None:
     for n, ingress in enumerate(cluster.ingress_urls, start=1):
-        failed = post(f"{ingress}/trips/reserve", {"request": {"run_type": "failPayment"}})
+        trip_id = f"readme-{uuid.uuid4().hex[:12]}"
+        failed = post(f"{ingress}/trips/reserve", {"request": {"trip_id": trip_id, "run_type": "failPayment"}})
         assert failed.status_code == 409, (n, failed.text)
-        assert "compensated: refund payment, cancel car, cancel flight" in failed.json()["message"]
+        record = httpx.get(f"{ingress}/trip/{trip_id}/status", timeout=30).json()
+        assert [c["name"] for c in record["compensations"]] == ["refund payment", "cancel car", "cancel flight"]
         bad = post(f"{ingress}/trips/reserve", {"run_type": "failEverything"})
         assert bad.status_code == 400, (n, bad.text)
         assert "unknown run_type 'failEverything'" in bad.json()["message"]

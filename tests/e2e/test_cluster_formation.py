@@ -3,7 +3,7 @@
 The nodes' Auto Scaling groups depend on each other in a chain (so that an update replaces one
 node at a time), so CloudFormation also creates node 2's group only once node 1 has signalled,
 and node 3's once node 2 has. Each host signals once the readiness check passes
-(infra/host/restate_ready.sh, run here as the rolling rehearsal runs it). So the check must pass
+(holiday_host/restate_ready.sh, run here as the rolling rehearsal runs it). So the check must pass
 for node 1 alone, while the cluster is still forming, and for each next node once the partitions
 are replicated: else the first deploy of a cluster would never finish.
 """

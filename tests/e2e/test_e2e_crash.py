@@ -59,9 +59,9 @@ def test_crash_while_compensating_resumes_and_finishes_the_undo(
     body = {"trip_id": trip_id, "run_type": "failPayment"}
     response = crasher.reserve(body, b'"TableName": "cars"', b"cancelled", trip_id.encode())
     assert response.status_code == 409, response.text
-    assert response.json()["message"].endswith("compensated: refund payment, cancel car, cancel flight")
     assert statuses(stack, trip_id) == {"flights": ["cancelled"], "cars": ["cancelled"], "payments": ["refunded"]}
     record = ingress.get(f"/trip/{trip_id}/status").json()
+    assert (record["status"], record["failed_step"]) == ("failed", "process payment")
     assert [(c["name"], c["status"]) for c in record["compensations"]] == [
         ("refund payment", "done"),
         ("cancel car", "done"),

@@ -87,6 +87,8 @@ def test_a_compensation_that_keeps_failing_is_retried_until_the_fault_clears(
 
     response = answer.result(timeout=30)
     assert response.status_code == 409, response.text
+    # The one test of the failed trip's message, as the README shows it: people read it, no code parses it (the
+    # tools and the other tests read the trip's record: `failed_step`, `compensations`, `status`).
     assert response.json()["message"] == (
         f"trip {trip_id} failed at process payment: payment failed (injected by run_type failPayment); "
         "compensated: refund payment, cancel car, cancel flight"
@@ -127,9 +129,6 @@ def test_cancelling_a_running_trip_through_the_admin_api_undoes_it(
         hold.release()
 
     assert response.status_code == 409, response.text
-    assert response.json()["message"] == (
-        f"trip {trip_id} failed at process payment: cancelled; compensated: refund payment, cancel car, cancel flight"
-    )
     record = ingress.get(f"/trip/{trip_id}/status").json()
     assert record["status"] == "failed"
     assert record["failed_step"] == "process payment"

@@ -13,23 +13,14 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
-from holiday.models import RunType
-from holiday_tools.bench import (
-    NULL_LABEL,
-    BenchResult,
-    cpu_seconds,
-    format_results,
-    lambda_cost,
-    parse_mix,
-    ratio_to_null,
-    ratio_to_one_node,
-    ratios_to_first,
-    run_load,
-    status_judge,
-)
-from holiday_tools.chaos import judge
+from holiday.models import RunType, StepName, StepRecord, TripRecord
+from holiday_tools.bench.cost import lambda_cost
+from holiday_tools.bench.cpu import cpu_seconds
+from holiday_tools.bench.load import BenchResult, parse_mix, run_load
+from holiday_tools.bench.report import NULL_LABEL, format_results, ratio_to_null, ratio_to_one_node, ratios_to_first
 from holiday_tools.cli import main
 from holiday_tools.devstack import LocalStack
+from holiday_tools.ingress import judge, judge_status
 from tests.support import PROJECT_DIR, json_server
 
 
@@ -126,6 +117,10 @@ def test_holiday_bench_against_an_ingress_given_as_host_and_port(stack: LocalSta
     else:
         assert report[1] == ("No CPU figures for holiday (http): its deployments are Lambda functions (ARNs).")
     assert [line for line in result.output.splitlines() if len(line) > 100] == []
+
+
+def test_cpu_of_a_process_that_has_gone_counts_nothing() -> None:
+    assert cpu_seconds([2**22 + 12345]) == 0.0  # beyond any pid_max: no such process
 
 
 def test_a_short_run_counts_only_right_answers(stack: LocalStack, ingress: httpx.Client) -> None:
@@ -247,14 +242,36 @@ def test_the_status_judge_reads_only_the_status() -> None:
     failed = httpx.Response(
         500, json={"message": "Travel reservation failed with err Error: Failed to process payment"}
     )
-    assert status_judge("t1", None, booked) is None
-    assert status_judge("t1", RunType.FAIL_PAYMENT, failed) is None
-    assert status_judge("t1", RunType.FAIL_PAYMENT, httpx.Response(409, text="trip t1 failed at ...")) is None
-    assert judge("t1", RunType.FAIL_PAYMENT, failed) is not None  # not this project's wording
+    assert judge_status("t1", None, booked) is None
+    assert judge_status("t1", RunType.FAIL_PAYMENT, failed) is None
+    assert judge_status("t1", RunType.FAIL_PAYMENT, httpx.Response(409, text="anything")) is None
+    assert judge("t1", RunType.FAIL_PAYMENT, failed, lambda _: None) is not None  # not this project's 409
     # Still wrong: a failure for a clean trip, a success for an injected failure, no answer.
-    assert status_judge("t1", None, failed) == f"t1 (clean): HTTP 500 {failed.text}"
-    assert status_judge("t1", RunType.FAIL_PAYMENT, booked) == f"t1 (failPayment): HTTP 200 {booked.text}"
-    assert status_judge("t1", None, "ConnectError: refused") == "t1: ConnectError: refused"
+    assert judge_status("t1", None, failed) == f"t1 (clean): HTTP 500 {failed.text}"
+    assert judge_status("t1", RunType.FAIL_PAYMENT, booked) == f"t1 (failPayment): HTTP 200 {booked.text}"
+    assert judge_status("t1", None, "ConnectError: refused") == "t1: ConnectError: refused"
+
+
+def test_the_strict_judge_reads_a_refused_trip_from_its_record_not_from_the_message() -> None:
+    def record(failed_step: StepName | None, status: str = "failed") -> TripRecord:
+        steps = [StepRecord(name=StepName.PROCESS_PAYMENT, status="failed", error="whatever it says")]
+        return TripRecord.model_validate(
+            {"trip_id": "t1", "status": status, "steps": steps, "failed_step": failed_step}
+        )
+
+    refused = httpx.Response(409, json={"code": 409, "message": "worded any way at all"})
+    assert judge("t1", RunType.FAIL_PAYMENT, refused, lambda _: record(StepName.PROCESS_PAYMENT)) is None
+    assert judge("t1", RunType.FAIL_PAYMENT, refused, lambda _: record(StepName.RESERVE_CAR)) == (
+        "t1 (failPayment): HTTP 409, record failed, failed step reserve car; expected failed at process payment"
+    )
+    assert "record compensating" in str(
+        judge("t1", RunType.FAIL_PAYMENT, refused, lambda _: record(StepName.PROCESS_PAYMENT, "compensating"))
+    )
+    assert "no record" in str(judge("t1", RunType.FAIL_PAYMENT, refused, lambda _: None))
+    asked: list[str] = []
+    booked = httpx.Response(200, json={"status": "success", "trip_id": "t1"})
+    assert judge("t1", None, booked, lambda trip_id: asked.append(trip_id)) is None
+    assert asked == []  # a booked trip's answer says it all: no record is read
 
 
 @pytest.fixture

@@ -27,6 +27,7 @@ from holiday_tools.chaos import (
 )
 from holiday_tools.cli import main
 from holiday_tools.devstack import Mode
+from holiday_tools.ingress import Ingress
 from tests.support import PROJECT_DIR, assert_every_trip_settled_once
 
 SMALL = Profile(trips=30, concurrency=6, outage_s=1.5, answer_within_s=120)
@@ -132,21 +133,21 @@ def test_the_node_scenario_reports_each_kill_the_longest_failover_and_two_of_thr
 def test_a_caller_asks_the_next_node_with_the_same_key_when_one_fails_it() -> None:
     seen: list[tuple[str, str | None]] = []
 
-    def node(answer: httpx.Response | type[httpx.TransportError]) -> httpx.Client:
+    def node(answer: httpx.Response | type[httpx.TransportError]) -> Ingress:
         def handle(request: httpx.Request) -> httpx.Response:
             seen.append((str(request.url.host), request.headers.get("idempotency-key")))
             if isinstance(answer, httpx.Response):
                 return answer
             raise answer("no", request=request)
 
-        return httpx.Client(base_url=f"http://node{len(clients) + 1}", transport=httpx.MockTransport(handle))
+        return Ingress(f"http://node{len(clients) + 1}", transport=httpx.MockTransport(handle))
 
-    clients: list[httpx.Client] = []
+    clients: list[Ingress] = []
     unknown = {"code": 404, "message": "service 'trips' not found", "source": "ingress"}
     clients.append(node(httpx.ConnectError))  # a dead node
     clients.append(node(httpx.Response(404, json=unknown)))  # just started: it does not know the services yet
     clients.append(node(httpx.ReadTimeout))  # holds the call: no answer in time
-    clients.append(node(httpx.Response(409, text="trip t1 failed at process payment: ...")))
+    clients.append(node(httpx.Response(409, json={"code": 409, "message": "any wording"})))
     met: list[tuple[float, str]] = []
     answer = reserve(clients, "t1", RunType.FAIL_PAYMENT, within_s=10, met=met)
     assert isinstance(answer, httpx.Response)

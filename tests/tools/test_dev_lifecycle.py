@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 
 from holiday_tools import devstack
@@ -209,9 +210,7 @@ def test_when_the_services_die_dev_says_so_and_their_log_is_where_it_points(
     dev_stacks.append(dev)
     book(dev)
     [services] = [
-        pid
-        for pid in children_of(dev.popen.pid)
-        if b"holiday_tools.server" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        pid for pid in children_of(dev.popen.pid) if "holiday_tools.server" in " ".join(psutil.Process(pid).cmdline())
     ]
     os.kill(services, signal.SIGKILL)
     assert dev.popen.wait(timeout=30) == 1
@@ -224,7 +223,10 @@ def test_when_the_services_die_dev_says_so_and_their_log_is_where_it_points(
 def cluster_ports() -> Ports:
     """Free ports for `holiday dev --nodes 3`: nodes 2 and 3 use the ingress, admin and fabric ports plus 1 and 2."""
     for _ in range(50):
-        ports = Ports.free()
+        # Ports.free hands out ports one after another: the ingress, admin and fabric ports each come from a
+        # set of their own, whose next two ports (nodes 2 and 3) are then this process's too, and unused.
+        base, ingress, admin, fabric = (Ports.free() for _ in range(4))
+        ports = replace(base, ingress=ingress.aws, admin=admin.aws, fabric=fabric.aws)
         nodes = [port + n for port in (ports.ingress, ports.admin, ports.fabric) for n in (1, 2)]
         if not set(nodes) & set(vars(ports).values()) and all(bindable(port) for port in nodes):
             return ports
@@ -245,13 +247,12 @@ def restate_servers(dev: Dev) -> dict[int, str]:
     found = {}
     for pid in children_of(dev.popen.pid):
         try:
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-            config = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-        except OSError:
+            argv = psutil.Process(pid).cmdline()
+            config = psutil.Process(pid).environ()
+        except psutil.Error:
             continue  # gone meanwhile
-        if argv[0].endswith(b"/restate-server"):
-            [path] = [v for v in config if v.startswith(b"RESTATE_CONFIG=")]
-            found[pid] = Path(path.decode()).stem
+        if argv and argv[0].endswith("/restate-server"):
+            found[pid] = Path(config["RESTATE_CONFIG"]).stem
     return found
 
 

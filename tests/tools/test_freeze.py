@@ -7,7 +7,7 @@ happened, that the load went on through the other nodes meanwhile, and that no t
 from __future__ import annotations
 
 from holiday_tools.chaos import Profile
-from holiday_tools.freeze import run_freeze_scenario
+from holiday_tools.freeze import STOPPED, run_freeze_scenario
 from tests.support import PROJECT_DIR, assert_every_trip_settled_once
 
 SMALL_FREEZE = Profile(trips=36, concurrency=6, answer_within_s=120)
@@ -19,7 +19,7 @@ def test_a_frozen_node_loses_no_trip_and_the_others_keep_booking() -> None:
     )
     freeze = result.freeze
     assert freeze is not None, result.problems
-    assert set(freeze.states) == {"T"}  # stopped each time its state was read, from SIGSTOP to SIGCONT
+    assert set(freeze.states) == {STOPPED}  # stopped each time its state was read, from SIGSTOP to SIGCONT
     assert freeze.frozen_s >= 8.0
     assert freeze.answered_while_frozen > 0  # through the other nodes: the frozen one answers nothing
     assert_every_trip_settled_once(result)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-from pathlib import Path
+
+import psutil
 
 from holiday_tools.devstack import HOST, Ports, StackError, http_ok, wait_until
 
@@ -19,14 +20,14 @@ def port_taken(port: int) -> bool:
 
 
 def worker_pids(parent: int) -> list[int]:
-    return [int(p) for p in Path(f"/proc/{parent}/task/{parent}/children").read_text().split()]
+    return [child.pid for child in psutil.Process(parent).children()]
 
 
 def gone(pid: int) -> bool:
     """Exited: no such process, or a zombie that nobody has reaped yet."""
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except FileNotFoundError:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
         return True
 
 

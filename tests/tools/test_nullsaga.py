@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from holiday_tools.bench import NULL_LABEL, run_load
+from holiday_tools.bench.load import run_load
+from holiday_tools.bench.report import NULL_LABEL
 from holiday_tools.devstack import LocalStack
 
 

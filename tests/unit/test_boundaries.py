@@ -75,3 +75,93 @@ def test_the_runtime_package_never_imports_a_local_tool(module: str) -> None:
 
 def test_the_cdk_app_needs_no_local_tool() -> None:
     assert not set(imported_modules(PROJECT_DIR / "app.py", PROJECT_DIR / "infra")) & LOCAL_ONLY
+
+
+def test_the_local_tools_import_nothing_of_the_cdk_app() -> None:
+    # The local cluster renders its nodes with holiday_host, as the CDK app renders the EC2 hosts.
+    assert "infra" not in imported_modules(PROJECT_DIR / "holiday_tools")
+
+
+def test_the_host_renderer_needs_only_the_standard_library() -> None:
+    # Both the CDK app and the local tools import it, so it may import neither of them, nor aws_cdk.
+    found = imported_modules(PROJECT_DIR / "holiday_host")
+    assert not {"infra", "holiday_tools", "holiday", "aws_cdk", "constructs", "cdk_nag"} & set(found)
+    outside = {m: sorted(f) for m, f in found.items() if m not in sys.stdlib_module_names and m != "holiday_host"}
+    assert not outside  # module -> the files importing it
+
+
+# --- the local tools' layers -------------------------------------------------------------------
+# The CLI imports the tools; each tool imports its own modules and the shared ones (ingress, text, devstack,
+# admin, audit, procnet ...), never the CLI nor another tool; no module imports another's `_private` names.
+TOOLS = {
+    "bench": ("holiday_tools.bench",),
+    "chaos": ("holiday_tools.chaos", "holiday_tools.freeze", "holiday_tools.rolling", "holiday_tools.upgrade"),
+}
+
+
+def tool_imports() -> dict[str, list[tuple[str, str]]]:
+    """Module of holiday_tools -> (the module it imports, the name it takes from it, or '') for each import of
+    holiday_tools, a relative import made absolute."""
+    found: dict[str, list[tuple[str, str]]] = {}
+    for path in sorted((PROJECT_DIR / "holiday_tools").rglob("*.py")):
+        parts = path.relative_to(PROJECT_DIR).with_suffix("").parts
+        module = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        package = parts[:-1]
+        imports = found.setdefault(module, [])
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                imports += [(alias.name, "") for alias in node.names if alias.name.startswith("holiday_tools")]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    base = ".".join([*package[: len(package) - node.level + 1], *([base] if base else [])])
+                if base.startswith("holiday_tools"):
+                    imports += [(base, alias.name) for alias in node.names]
+    return found
+
+
+def tool_of(module: str) -> str | None:
+    return next((tool for tool, roots in TOOLS.items() if any(_within(module, root) for root in roots)), None)
+
+
+def _within(module: str, root: str) -> bool:
+    return module == root or module.startswith(f"{root}.")
+
+
+def test_nothing_imports_the_cli() -> None:
+    importers = [
+        m for m, imports in tool_imports().items() for target, _ in imports if _within(target, "holiday_tools.cli")
+    ]
+    assert importers == []
+
+
+def test_no_tool_imports_another_tool() -> None:
+    crossings = []
+    for module, imports in tool_imports().items():
+        mine = tool_of(module)
+        for target, name in imports:
+            theirs = tool_of(f"{target}.{name}" if name else target)
+            if mine is not None and theirs is not None and theirs != mine:
+                crossings.append(f"{module} imports {target} {name}".strip())
+    assert crossings == []
+
+
+def test_no_module_imports_the_private_names_of_another() -> None:
+    private = [
+        f"{module}: {target}.{name}"
+        for module, imports in tool_imports().items()
+        for target, name in imports
+        if name.startswith("_") and target != module
+    ]
+    assert private == []
+
+
+def test_only_procnet_reads_proc() -> None:
+    # Linux's /proc is not on macOS: process and CPU figures go through psutil. procnet finds which process
+    # listens on a port from /proc/net, and says so (NotFound) where there is none.
+    readers = [
+        str(path.relative_to(PROJECT_DIR))
+        for path in sorted((PROJECT_DIR / "holiday_tools").rglob("*.py"))
+        if path.name != "procnet.py" and re.search(r"""["'(]/proc\b""", path.read_text())
+    ]
+    assert readers == []

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from holiday_tools import release
-from holiday_tools.prune import Deployment, FunctionRef, format_plan, plan, plan_versions
+from holiday_tools.prune import Deployment, FunctionRef, format_plan, lambda_endpoint, plan, plan_versions
 from tests.support import PROJECT_DIR
 
 ARN = "arn:aws:lambda:eu-west-1:123456789012:function:holiday-trips:{}"
@@ -125,3 +125,12 @@ def test_a_saga_without_its_try_is_refused_rather_than_released_unchanged(tmp_pa
     (project / "holiday" / "trips.py").write_text("async def run(ctx, plan):\n    return None\n")
     with pytest.raises(ValueError, match="no `try`"):
         release.build(project, tmp_path / "release", "2")
+
+
+def test_versions_are_looked_up_locally_only_for_the_local_stacks_functions() -> None:
+    local, aws = "http://127.0.0.1:9090", None
+    deployed = [trips(1, current=True)]  # account 123456789012, the local stack's
+    assert lambda_endpoint(deployed, None, "123456789012", local) == local
+    # A deployed admin API, forwarded to 127.0.0.1 through Session Manager: its functions are in AWS.
+    assert lambda_endpoint(deployed, None, "999999999999", local) is aws
+    assert lambda_endpoint(deployed, "https://lambda.example", "123456789012", local) == "https://lambda.example"
