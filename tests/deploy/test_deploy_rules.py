@@ -12,13 +12,14 @@ import ipaddress
 import json
 import re
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import cfnlint.api
 import pytest
 
+from holiday_host import config
 from infra.constructs.restate_host import HOST_TAG
-from infra.host import config
 from tests.synth import (
     MODES,
     Templates,
@@ -132,10 +133,10 @@ def physical_names(template: dict[str, Any]) -> set[str]:
 
 @pytest.mark.parametrize("unprefixed", ["default", "cluster"])
 def test_a_prefixed_copy_claims_no_name_the_default_copy_claims(
-    unprefixed: str, lambda_assets: Any, synthesized: Callable[[str], Templates]
+    unprefixed: str, assets_dir: Path, synthesized: Callable[[str], Templates]
 ) -> None:
     default = synthesized(unprefixed)
-    prefixed = synth(lambda_assets[0].path.parent, {**MODES[unprefixed], **MODES["prefix"]})
+    prefixed = synth(assets_dir, {**MODES[unprefixed], **MODES["prefix"]})
     for stack, first, second in zip(STACKS, default, prefixed, strict=True):
         assert physical_names(first), stack  # the rule has names to compare
         assert not physical_names(first) & physical_names(second), stack
@@ -169,10 +170,9 @@ PINNED_AMI = "ami-0123456789abcdef0"
 
 
 @pytest.fixture(scope="module")
-def changed_boot(lambda_assets: Any, tmp_path_factory: pytest.TempPathFactory) -> Callable[[str, str], Templates]:
+def changed_boot(assets_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Callable[[str, str], Templates]:
     """(mode, change) -> the mode's synthesis with a new Restate image, one more line in the boot script, or
     the hosts' image pinned with `amiId`."""
-    assets_dir = lambda_assets[0].path.parent
     script = tmp_path_factory.mktemp("boot") / "bootstrap.sh"
     script.write_text(config.BOOT_SCRIPT.read_text() + "echo booted\n")
     patches = {"image": ("RESTATE_IMAGE", "docker.io/restatedev/restate:1.7.13"), "script": ("BOOT_SCRIPT", script)}

@@ -1,7 +1,7 @@
 """A rehearsal of the self-hosted Restate node on loopback, with the configuration the EC2 host gets.
 
 restate-server reads the host's restate.toml and nginx the host's nginx.conf, both
-rendered by infra/host/config.py with only addresses and paths changed; the
+rendered by holiday_host/config.py with only addresses and paths changed; the
 certificate is made with the host's openssl command, and the ingress key is copied
 from (the local stand-in's) Secrets Manager by the host's own script, with the AWS
 CLI. The four functions run behind the local Lambda runtime and are registered by
@@ -27,9 +27,7 @@ import httpx
 import pytest
 
 from holiday.functions import FUNCTIONS
-from holiday_tools.devstack import LOCAL_CREDENTIALS, LocalStack, Ports, http_ok, restate_server_binary, wait_until
-from holiday_tools.processes import Process
-from infra.host.config import (
+from holiday_host.config import (
     HEALTH_PATH,
     MAX_IDEMPOTENCY_KEY,
     UNAUTHORIZED,
@@ -37,9 +35,11 @@ from infra.host.config import (
     NodeLayout,
     restate_config,
 )
+from holiday_tools.devstack import LOCAL_CREDENTIALS, LocalStack, Ports, http_ok, restate_server_binary, wait_until
+from holiday_tools.processes import Process
 from infra.registration.handler import on_event
 from tests.front import Front, Secret
-from tests.support import PROJECT_DIR, TABLES, FakeContext, event, poll, published_version, rows
+from tests.support import PROJECT_DIR, TABLES, FakeContext, documentation, event, poll, published_version, rows
 
 # As Secrets Manager generates it for RestateStack: 48 letters and digits.
 KEY = secrets.token_hex(24)
@@ -162,10 +162,13 @@ def test_a_trip_books_over_https_through_nginx_and_is_looked_up(node: Node, flag
     assert (trip["trip_id"], trip["status"]) == (body["trip_id"], "succeeded")
 
 
-def test_a_failing_trip_gets_its_409_through_nginx(node: Node) -> None:
-    status, _, body = node.curl("/trips/reserve", "--json", '{"run_type": "failPayment"}')
+def test_a_failing_trip_gets_its_409_through_nginx(node: Node, trip_id: str) -> None:
+    status, _, _ = node.curl("/trips/reserve", "--json", json.dumps({"trip_id": trip_id, "run_type": "failPayment"}))
     assert status == 409
-    assert "compensated: refund payment, cancel car, cancel flight" in body["message"]
+    status, _, trip = node.curl(f"/trip/{trip_id}/status")
+    assert status == 200
+    assert (trip["status"], trip["failed_step"]) == ("failed", "process payment")
+    assert [c["name"] for c in trip["compensations"]] == ["refund payment", "cancel car", "cancel flight"]
 
 
 def test_the_admin_api_is_not_reachable_through_nginx(node: Node) -> None:
@@ -294,8 +297,8 @@ def test_a_value_that_is_no_usable_key_is_refused_and_the_current_key_kept(node:
 
 
 def readme_shell(containing: str) -> str:
-    """The README's shell block that contains `containing`."""
-    blocks = re.findall(r"```shell\n(.*?)```", (PROJECT_DIR / "README.md").read_text(), re.DOTALL)
+    """The docs' shell block that contains `containing`."""
+    blocks = re.findall(r"```shell\n(.*?)```", documentation(), re.DOTALL)
     [block] = [str(block) for block in blocks if containing in block]
     return block
 

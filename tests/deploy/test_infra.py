@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,8 +16,7 @@ from aws_cdk import App
 
 from app import build_app
 from holiday.functions import FUNCTIONS
-from holiday_tools.packaging import AssetReport
-from infra.host.config import BALANCER_TARGET_PORT, FrontLayout, NodeLayout, nginx_config, restate_config
+from holiday_host.config import BALANCER_TARGET_PORT, FrontLayout, NodeLayout, nginx_config, restate_config
 from tests.synth import (
     CALLERS,
     CERTIFICATE,
@@ -201,12 +201,12 @@ def test_with_ingress_auth_none_there_is_no_key_and_nginx_checks_none(open_ingre
 
 
 def test_an_open_ingress_is_one_warning_line_when_the_app_is_built(
-    lambda_assets: list[AssetReport], capsys: pytest.CaptureFixture[str]
+    assets_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    build_app(App(context={"ingressAuth": "none"}), assets_dir=lambda_assets[0].path.parent)
+    build_app(App(context={"ingressAuth": "none"}), assets_dir=assets_dir)
     [line] = capsys.readouterr().err.splitlines()
     assert line.startswith("warning: ingressAuth=none: anyone on the internet can book")
-    build_app(App(context={}), assets_dir=lambda_assets[0].path.parent)
+    build_app(App(context={}), assets_dir=assets_dir)
     assert capsys.readouterr().err == ""
 
 
@@ -348,12 +348,10 @@ def test_table_names_are_exported_as_the_reference_readme_expects(default: Templ
 # --- prefix --------------------------------------------------------------------------------
 
 
-def test_a_prefix_names_stacks_resources_log_group_and_exports(
-    prefixed: Templates, lambda_assets: list[AssetReport]
-) -> None:
+def test_a_prefix_names_stacks_resources_log_group_and_exports(prefixed: Templates, assets_dir: Path) -> None:
     restate, holiday = prefixed
     app = App(context={"prefix": "alice"})
-    stacks = build_app(app, assets_dir=lambda_assets[0].path.parent)
+    stacks = build_app(app, assets_dir=assets_dir)
     assert [s.stack_name for s in stacks] == ["alice-RestateStack", "alice-RestateHolidayStack"]
     groups = [g["Properties"].get("LogGroupName") for g in resources(restate, "AWS::Logs::LogGroup").values()]
     assert "/restate/alice/restate" in groups
@@ -393,6 +391,6 @@ def test_cloud_mode_has_no_self_hosted_resources_and_an_invoker_role_for_restate
     )
 
 
-def test_cloud_region_eu(lambda_assets: list[AssetReport]) -> None:
-    restate, _ = synth(lambda_assets[0].path.parent, {**CLOUD, "region": "eu"})
+def test_cloud_region_eu(assets_dir: Path) -> None:
+    restate, _ = synth(assets_dir, {**CLOUD, "region": "eu"})
     assert restate["Outputs"]["RestateIngressEndpoint"]["Value"] == "https://abc123.env.eu.restate.cloud"

@@ -1,23 +1,15 @@
-"""The CDK app's context checks (infra/settings.py), and app.py run as the CDK CLI runs it.
+"""The CDK app's context checks (infra/settings.py), on a fake node: no Node.js, no synthesis, no Lambda assets.
 
-The checks are unit tests on a fake node: no synthesis, no Lambda assets.
+A real CDK node, and app.py run as the CDK CLI runs it, are in tests/deploy/test_app.py (they start Node.js).
 """
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
-from aws_cdk import App
 
-from app import SILENCE_END_OF_LIFE, quiet_node_end_of_life_banner
 from infra.settings import (
     AMI_PARAMETER,
     CONTEXT_KEYS,
@@ -28,7 +20,7 @@ from infra.settings import (
     ami_command,
     zones_command,
 )
-from tests.support import PROJECT_DIR
+from tests.support import documentation
 
 SECRET = "arn:aws:secretsmanager:us-east-1:111122223333:secret:/restate/env_abc123/auth-token-AbCdEf"
 CERTIFICATE = "arn:aws:acm:us-east-1:111122223333:certificate/0c6e2d3a-1b2c-4d5e-8f90-a1b2c3d4e5f6"
@@ -131,12 +123,6 @@ def test_a_certificate_in_another_partition() -> None:
 def test_deregister_on_delete_as_text_or_a_json_boolean(given: str | bool, deregister: bool) -> None:
     assert settings({"deregisterOnDelete": given}).deregister_on_delete is deregister
     assert settings({**CLOUD, "deregisterOnDelete": given}).deregister_on_delete is deregister
-
-
-def test_a_real_node_is_read_the_same() -> None:
-    assert DeploymentSettings.from_context(App(context={"prefix": "alice"}).node).prefix == "alice"
-    with pytest.raises(SettingsError, match="unknown context key 'prefx'"):
-        DeploymentSettings.from_context(App(context={"prefx": "alice"}).node)
 
 
 def test_by_default_callers_need_the_key_and_may_call_from_anywhere() -> None:
@@ -258,8 +244,8 @@ def test_the_commands_that_find_valid_zones_and_the_current_image() -> None:
     )
 
 
-def test_the_readme_gives_the_same_commands() -> None:
-    readme = re.sub(r" \\\n +", " ", (PROJECT_DIR / "README.md").read_text())  # shell lines joined
+def test_the_docs_give_the_same_commands() -> None:
+    readme = re.sub(r" \\\n +", " ", documentation())  # shell lines joined
     assert zones_command("m7g.large") in readme
     assert f"--context amiId=$({ami_command()})" in readme
     for key in ("availabilityZones", "instanceType", "amiId"):
@@ -632,98 +618,3 @@ def test_a_long_value_is_cut_short_in_the_message() -> None:
     message = refusal({"prefix": "x" * 500})
     assert len(message) < 200
     assert message.endswith("...")
-
-
-# --- app.py as the CDK CLI runs it -----------------------------------------------------------
-
-
-def node_major() -> int:
-    node = shutil.which(os.environ.get("JSII_NODE", "node"))
-    if node is None:
-        pytest.skip("no Node.js, so jsii cannot start")
-    found = re.match(r"v(\d+)\.", subprocess.run([node, "--version"], capture_output=True, text=True).stdout)
-    assert found is not None
-    return int(found[1])
-
-
-@pytest.mark.parametrize(
-    ("context", "says"),
-    [
-        ({"prefx": "alice"}, "error: unknown context key 'prefx' (did you mean 'prefix'?); valid keys: prefix, "),
-        ({"prefix": ""}, "error: context 'prefix' is empty; leave it out for "),
-    ],
-)
-def test_app_refuses_a_bad_context_in_one_line_and_no_node_banner(
-    context: dict[str, str], says: str, tmp_path: Path
-) -> None:
-    # As the CDK CLI runs the app: context in CDK_CONTEXT_JSON (with cdk.json's flags), output folder in CDK_OUTDIR.
-    env = {**os.environ, "CDK_CONTEXT_JSON": json.dumps({**CDK_KEYS, **context}), "CDK_OUTDIR": str(tmp_path)}
-    env.pop(SILENCE_END_OF_LIFE, None)
-    done = subprocess.run([sys.executable, "app.py"], cwd=PROJECT_DIR, env=env, capture_output=True, text=True)
-    assert done.returncode == 1
-    lines = done.stderr.splitlines()
-    # jsii's end-of-life banner for an old Node.js came as bytes reprs (b'!! ... !!\n'), on import of aws_cdk
-    assert not [line for line in lines if line.startswith(("b'", 'b"'))]
-    warnings = [line for line in lines if line.startswith("warning: Node.js ")]
-    assert len(warnings) == (1 if node_major() < 22 else 0)
-    [error] = [line for line in lines if line not in warnings]
-    assert error.startswith(says)
-
-
-# --- the Node.js check before the CDK starts -------------------------------------------------
-
-
-def fake_node(tmp_path: Path, script: str) -> str:
-    node = tmp_path / "node"
-    node.write_text(f"#!/bin/sh\n{script}\n")
-    node.chmod(0o755)
-    return str(node)
-
-
-def test_an_end_of_life_node_gets_one_warning_line_and_no_jsii_banner(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    monkeypatch.setenv("JSII_NODE", fake_node(tmp_path, "echo v18.20.4"))
-    monkeypatch.setenv(SILENCE_END_OF_LIFE, "16")
-    quiet_node_end_of_life_banner()
-    assert capsys.readouterr().err == (
-        "warning: Node.js v18.20.4 is end of life; the CDK works with it, but Node.js 22 or newer is recommended\n"
-    )
-    assert os.environ[SILENCE_END_OF_LIFE] == "16,18"
-
-
-@pytest.mark.parametrize(
-    ("script", "silenced"),
-    [
-        ("echo v22.12.0", None),  # supported
-        ("echo v24.1.0", None),
-        ("echo v20.20.2", "18, 20"),  # already silenced by whoever runs the app
-        ("exit 1", None),  # a broken node: jsii says what is wrong
-        ("echo nonsense", None),
-    ],
-)
-def test_a_supported_silenced_or_broken_node_gets_no_warning(
-    script: str,
-    silenced: str | None,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    monkeypatch.setenv("JSII_NODE", fake_node(tmp_path, script))
-    if silenced is None:
-        monkeypatch.delenv(SILENCE_END_OF_LIFE, raising=False)
-    else:
-        monkeypatch.setenv(SILENCE_END_OF_LIFE, silenced)
-    quiet_node_end_of_life_banner()
-    assert capsys.readouterr().err == ""
-    assert os.environ.get(SILENCE_END_OF_LIFE) == silenced
-
-
-def test_no_node_gets_no_warning(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    monkeypatch.setenv("JSII_NODE", str(tmp_path / "missing" / "node"))
-    monkeypatch.delenv(SILENCE_END_OF_LIFE, raising=False)
-    quiet_node_end_of_life_banner()
-    assert capsys.readouterr().err == ""
-    assert SILENCE_END_OF_LIFE not in os.environ
