@@ -5,7 +5,7 @@
 # hold the data:
 #  1. installs Docker, CloudFormation's helper scripts and the CloudWatch agent, sends this boot's output and
 #     the host's units' journal to the log group, and pulls the images;
-#  2. writes the configuration of restate-server, the trace collector and nginx (holiday_host/config.py), and
+#  2. writes the configuration of restate-server, the trace collector and nginx (infra/host/config.py), and
 #     the systemd units that run them (the ingress key is copied from Secrets Manager now and every minute);
 #  3. attaches the node's own network interface (its fixed private address, and a single node's Elastic IP)
 #     and its data volume, each once a predecessor has let go of it; formats the volume once, mounts it;
@@ -13,7 +13,7 @@
 #     every partition replicated again), and only then signals CloudFormation that the host is healthy.
 # Whatever fails or runs out of time is signalled as a failure, with the reason, so an update rolls back
 # instead of reporting success without Restate. The placeholders between at-signs are filled in by
-# holiday_host/config.py; any change to this script makes a new launch template version, which the group
+# infra/host/config.py; any change to this script makes a new launch template version, which the group
 # rolls out one instance at a time.
 set -eEuo pipefail
 

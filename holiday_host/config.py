@@ -33,6 +33,10 @@ PROVISION_ENV = "/etc/restate/provision.env"  # on a cluster's hosts: RESTATE_AU
 SNAPSHOT_EVERY_RECORDS = 1000  # a partition snapshot per this many log records: the log is trimmed behind it
 DATA_MOUNT = "/var/lib/restate"  # the data volume, on the host
 BOOT_SCRIPT = Path(__file__).resolve().parent / "bootstrap.sh"
+# What this module renders is the hosts' user data: any changed byte, a comment included, replaces every
+# Restate host on the next deploy (a single node is down meanwhile). So the rendered comments still name
+# infra/host/config.py, where this module used to live, and tests/deploy/test_host_boot.py pins a digest
+# of every rendering: change it only with a change a host needs.
 # Copies the ingress key from Secrets Manager into nginx's configuration; installed on the host as:
 INGRESS_KEY_SCRIPT = Path(__file__).resolve().parent / "ingress_key.sh"
 INGRESS_KEY_COMMAND = "/usr/local/bin/restate-ingress-key"
@@ -128,7 +132,7 @@ def restate_config(layout: NodeLayout, cluster: Cluster | None = None, index: in
     name = NODE_NAME if cluster is None else cluster.node_name(index)
     tracing = "" if layout.tracing_endpoint is None else f'tracing-endpoint = "{layout.tracing_endpoint}"\n'
     text = f"""\
-# restate-server configuration of RestateStack's node, rendered by holiday_host/config.py.
+# restate-server configuration of RestateStack's node, rendered by infra/host/config.py.
 node-name = "{name}"
 base-dir = "{layout.base_dir}"
 bind-ip = "{layout.fabric_ip}"
@@ -223,7 +227,7 @@ def nginx_config(layout: FrontLayout, *, keyed: bool) -> str:
         return 401 '{{"code":401,"message":"{UNAUTHORIZED}"}}';
       }}"""
     return f"""\
-# nginx in front of the Restate ingress on RestateStack's node, rendered by holiday_host/config.py.
+# nginx in front of the Restate ingress on RestateStack's node, rendered by infra/host/config.py.
 worker_processes auto;
 pid {run}/nginx.pid;
 error_log stderr warn;

@@ -4,6 +4,7 @@ metadata service served on loopback and the AWS CLI stubbed, so each guard is se
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -19,6 +20,7 @@ import pytest
 
 from holiday_host import config
 from holiday_host.__main__ import SAMPLE_CLUSTER
+from tests.support import PROJECT_DIR
 
 VOLUME = "vol-0123456789abcdef0"
 IMDS = "http://169.254.169.254"
@@ -409,3 +411,24 @@ def test_only_node_1_may_ever_create_the_cluster() -> None:
         assert "auto-provision = false" in config.restate_config(config.NodeLayout(), CLUSTER, index)
     assert f"--env-file {config.PROVISION_ENV}" in config.units("self-signed", None, 2)["restate.service"]
     assert "--env-file" not in config.units("self-signed", None)["restate.service"]
+
+
+# The boot script as `python -m holiday_host` renders it (sample ids), per TLS mode and node. It is the hosts'
+# user data: a changed byte, a comment included, replaces every Restate host on the next deploy, and a single
+# node is down meanwhile. Change a digest here only together with a change that the hosts need.
+RENDERED_DIGESTS = {
+    ("self-signed", ""): "b64017c359fb1d59adcea86fcebcf0181b12e9a32d307990a1122a1a30666ad9",
+    ("self-signed", "2"): "8d41b1a7d4d61ce43c61cc90549f073e58de6fb960ad8b9d52555e94e5024679",
+    ("load-balancer", ""): "cf4e3c9e4ba92e3ffc8f9fae4103dc1967c8a2a6743b353b3e010bf23dbf8b57",
+    ("load-balancer", "2"): "b693761e851440e8d9808f0d2bae902b746292de040d339b7d614ed813aaca79",
+}
+
+
+@pytest.mark.parametrize(("tls", "node"), list(RENDERED_DIGESTS))
+def test_the_hosts_user_data_changes_only_on_purpose(tls: str, node: str) -> None:
+    argv = [sys.executable, "-m", "holiday_host", tls, *(["--node", node] if node else [])]
+    rendered = subprocess.run(argv, capture_output=True, check=True, cwd=PROJECT_DIR).stdout
+    assert hashlib.sha256(rendered).hexdigest() == RENDERED_DIGESTS[tls, node], (
+        "the hosts' boot script changed: the next deploy replaces every Restate host; if that is meant, "
+        "update RENDERED_DIGESTS"
+    )
