@@ -514,7 +514,9 @@ def prune(
 @click.option("--seed", default=0, show_default=True, help="Seeds the trip mix and the fault timing.")
 def chaos(trips: int, concurrency: int, scenarios: tuple[str, ...], modes: tuple[Mode, ...], seed: int) -> None:
     """Book trips under load while killing the services, restate-server, DynamoDB or cluster nodes; then audit."""
-    from holiday_tools.chaos import Profile, format_results, run_scenario
+    from holiday_tools.chaos import run_scenario
+    from holiday_tools.chaos.load import Profile
+    from holiday_tools.chaos.report import format_results
     from holiday_tools.text import plural
 
     profile = Profile(trips=trips, concurrency=concurrency)

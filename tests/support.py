@@ -27,7 +27,7 @@ from boto3.dynamodb.types import TypeDeserializer
 
 from holiday.models import RowStatus
 from holiday_tools import release
-from holiday_tools.chaos import ScenarioResult
+from holiday_tools.chaos.load import ScenarioResult
 from holiday_tools.devstack import LOCAL_ACCOUNT, LocalStack
 
 T = TypeVar("T")

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import httpx
 
+from holiday_tools.chaos.rolling import ready_check
 from holiday_tools.devstack import LocalStack, NodePorts, Ports
-from holiday_tools.rolling import ready_check
 from tests.support import PROJECT_DIR, poll
 
 NODES = 3

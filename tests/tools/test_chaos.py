@@ -14,17 +14,9 @@ from click.testing import CliRunner
 
 from holiday.models import RunType
 from holiday_tools.audit import AuditReport
-from holiday_tools.chaos import (
-    SCENARIOS,
-    Kill,
-    Profile,
-    ScenarioResult,
-    TwoDown,
-    format_result,
-    format_results,
-    reserve,
-    run_scenario,
-)
+from holiday_tools.chaos import SCENARIOS, run_scenario
+from holiday_tools.chaos.load import Kill, Profile, ScenarioResult, TwoDown, reserve
+from holiday_tools.chaos.report import format_result, format_results
 from holiday_tools.cli import main
 from holiday_tools.devstack import Mode
 from holiday_tools.ingress import Ingress

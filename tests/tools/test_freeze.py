@@ -6,8 +6,8 @@ happened, that the load went on through the other nodes meanwhile, and that no t
 
 from __future__ import annotations
 
-from holiday_tools.chaos import Profile
-from holiday_tools.freeze import STOPPED, run_freeze_scenario
+from holiday_tools.chaos.freeze import STOPPED, run_freeze_scenario
+from holiday_tools.chaos.load import Profile
 from tests.support import PROJECT_DIR, assert_every_trip_settled_once
 
 SMALL_FREEZE = Profile(trips=36, concurrency=6, answer_within_s=120)

@@ -8,10 +8,9 @@ import pytest
 from click.testing import CliRunner
 
 from holiday_tools.audit import AuditReport
-from holiday_tools.chaos import ScenarioResult, format_result, format_results, longest_gap
-from holiday_tools.cli import main
-from holiday_tools.devstack import restate_server_binary
-from holiday_tools.rolling import (
+from holiday_tools.chaos.load import ScenarioResult, longest_gap
+from holiday_tools.chaos.report import format_result, format_results
+from holiday_tools.chaos.rolling import (
     NodeRoll,
     RollingProfile,
     RollingResult,
@@ -19,6 +18,8 @@ from holiday_tools.rolling import (
     restate_server_version,
     run_rolling_scenario,
 )
+from holiday_tools.cli import main
+from holiday_tools.devstack import restate_server_binary
 from tests.support import PROJECT_DIR, assert_every_trip_settled_once
 
 SMALL = RollingProfile(trips=30, concurrency=6, pause_s=3.0, warmup_s=1.0, answer_within_s=120)

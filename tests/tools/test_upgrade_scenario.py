@@ -12,9 +12,10 @@ import re
 import pytest
 
 from holiday.functions import FUNCTIONS
-from holiday_tools.chaos import Profile, format_result, format_results
+from holiday_tools.chaos.load import Profile
+from holiday_tools.chaos.report import format_result, format_results
+from holiday_tools.chaos.upgrade import NEW, OLD, run_upgrade_scenario
 from holiday_tools.devstack import Mode
-from holiday_tools.upgrade import NEW, OLD, run_upgrade_scenario
 from tests.support import PROJECT_DIR, assert_every_trip_settled_once
 
 SMALL_UPGRADE = Profile(trips=40, concurrency=4, answer_within_s=120)

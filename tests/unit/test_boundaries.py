@@ -95,7 +95,7 @@ def test_the_host_renderer_needs_only_the_standard_library() -> None:
 # admin, audit, procnet ...), never the CLI nor another tool; no module imports another's `_private` names.
 TOOLS = {
     "bench": ("holiday_tools.bench",),
-    "chaos": ("holiday_tools.chaos", "holiday_tools.freeze", "holiday_tools.rolling", "holiday_tools.upgrade"),
+    "chaos": ("holiday_tools.chaos",),
 }
 
 

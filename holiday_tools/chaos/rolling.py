@@ -8,7 +8,7 @@ This scenario does the same to a fresh local stack under keyed load:
 - the stack starts on the previous version of restate-server (npm's `restate-server-previous`, see
   package.json), as the cluster that a new release finds;
 - callers book trips all along the roll, each with its own `idempotency-key`, asking the next node
-  when theirs fails them (chaos's `reserve`);
+  when theirs fails them (load's `reserve`);
 - each node in turn is stopped gracefully and started again on its data with the pinned version;
   the readiness script, run against THAT node, must exit 0 before the next node is stopped;
 - then the load ends, and every answer is judged and the tables audited, as in every chaos scenario.
@@ -35,7 +35,7 @@ import httpx
 
 from holiday_host.config import READY_SCRIPT
 from holiday_tools.audit import audit
-from holiday_tools.chaos import (
+from holiday_tools.chaos.load import (
     MIX,
     Call,
     Profile,
@@ -256,7 +256,7 @@ def run_rolling_scenario(
 ) -> RollingResult:
     """Start a fresh stack of `nodes` nodes on the previous version; under load, replace each node in turn
     with the pinned version, waiting for the readiness script between two; then judge and audit."""
-    from holiday_tools.chaos import format_result
+    from holiday_tools.chaos.report import format_result
 
     scenario = "rolling" if nodes > 1 else "rolling1"
     rng = random.Random(f"{seed}-{scenario}-{mode}")

@@ -10,7 +10,7 @@ restate_config (infra/host/config.py), which shortens both, as on AWS: this scen
 
 On a fresh 3-node cluster (free ports, beside any `holiday dev`), callers send keyed reservations at a
 steady pace, each asking the next node with the same idempotency key when one fails it or leaves it
-unanswered for `node_timeout_s` (chaos.reserve). Some seconds in, the node leading the most partitions
+unanswered for `node_timeout_s` (load.reserve). Some seconds in, the node leading the most partitions
 gets SIGSTOP; `freeze_s` later, SIGCONT; the load goes on a little, every call is answered, and the audit
 runs. Measured: the longest stretch without a completed trip around the freeze (the stall the cluster
 imposes), the longest any trip in flight then waited, and how many trips completed while it was frozen.
@@ -31,9 +31,9 @@ from pathlib import Path
 import psutil
 
 from holiday_tools.audit import audit
-from holiday_tools.chaos import (
+from holiday_tools.chaos import FREEZE
+from holiday_tools.chaos.load import (
     CLUSTER_NODES,
-    FREEZE,
     MIX,
     Background,
     Call,
@@ -44,11 +44,9 @@ from holiday_tools.chaos import (
     discard,
     longest_gap,
     node_ingresses,
-    problem_lines,
     scenario_stack,
-    seconds_text,
-    wrapped,
 )
+from holiday_tools.chaos.report import problem_lines, seconds_text, wrapped
 from holiday_tools.devstack import Mode, StackError
 from holiday_tools.restatectl import RestatectlError
 from holiday_tools.text import plural
@@ -85,7 +83,7 @@ class Freeze:
 
 @dataclass
 class FreezeResult(ScenarioResult):
-    """A chaos ScenarioResult (it fits `chaos.format_results`' table, the gap in the failover column)."""
+    """A chaos ScenarioResult (it fits `report.format_results`' table, the gap in the failover column)."""
 
     freeze: Freeze | None = None
     max_gap_s: float = MAX_GAP_S

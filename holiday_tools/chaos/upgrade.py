@@ -6,7 +6,7 @@ replayed on the new code, its journal would not match), while every trip that st
 code. Once nothing runs on the old code, `holiday prune` removes it, and on Lambda its function versions.
 
 On a fresh single-node stack (free ports, beside any `holiday dev`), callers send keyed reservations that
-mix every `run_type` at a steady pace, retrying with the same idempotency key (chaos.reserve). Once half
+mix every `run_type` at a steady pace, retrying with the same idempotency key (load.reserve). Once half
 of them are sent, release 2 (holiday_tools/release.py: one more saga step) is built and deployed beside the
 running code, registered as the mode does it for real, with the stack's default removal policy ("retain":
 every earlier registration stays); the trips keep flowing. After the last answer: the audit, then a prune
@@ -33,19 +33,9 @@ from holiday_tools import prune as pruning
 from holiday_tools import release
 from holiday_tools.admin import AdminError, RestateAdmin
 from holiday_tools.audit import audit
-from holiday_tools.chaos import (
-    MIX,
-    UPGRADE,
-    Background,
-    Call,
-    Profile,
-    ScenarioResult,
-    ask,
-    discard,
-    problem_lines,
-    scenario_stack,
-    wrapped,
-)
+from holiday_tools.chaos import UPGRADE
+from holiday_tools.chaos.load import MIX, Background, Call, Profile, ScenarioResult, ask, discard, scenario_stack
+from holiday_tools.chaos.report import problem_lines, wrapped
 from holiday_tools.devstack import LocalStack, Mode, StackError
 from holiday_tools.ingress import Ingress
 from holiday_tools.text import plural
@@ -70,7 +60,7 @@ class Deploy:
 
 @dataclass
 class UpgradeResult(ScenarioResult):
-    """A chaos ScenarioResult (it fits `chaos.format_results`' table: one fault, the deploy)."""
+    """A chaos ScenarioResult (it fits `report.format_results`' table: one fault, the deploy)."""
 
     deploy: Deploy | None = None
     sagas: dict[str, str] = field(default_factory=dict)  # trip id -> deployment its saga ran on ("": none seen)
