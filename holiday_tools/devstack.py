@@ -380,7 +380,7 @@ class LocalStack:
 
     @property
     def cluster(self) -> Cluster | None:
-        """The local cluster, rendered with infra/host/config.py as the AWS hosts' is: only addresses differ."""
+        """The local cluster, rendered with holiday_host/config.py as the AWS hosts' is: only addresses differ."""
         if self.nodes == 1:
             return None
         peers = tuple(f"http://{HOST}:{node.fabric}" for node in self.node_ports)
@@ -626,7 +626,7 @@ class LocalStack:
     def _provisions(self) -> bool:
         """Whether node 1 is to create the cluster: only if the marker (`Cluster.marker`) is not in the bucket.
 
-        As on the hosts (infra/host/config.py's `provision_steps`): if the stand-in cannot say, node 1
+        As on the hosts (holiday_host/config.py's `provision_steps`): if the stand-in cannot say, node 1
         joins and does not create a cluster.
         """
         assert self.cluster is not None

@@ -6,7 +6,7 @@ the kernel still accepts connections and queues data, and nothing answers. Peers
 timeout of their own says it is gone: a log append or a leader's campaign until the fabric connection's
 HTTP/2 keep-alive gives up ([networking], 1 s + 3 s by default), a metadata write until the metadata
 client's does ([metadata-client], 5 s + 5 s, and the client may pick the frozen node again). The nodes run
-restate_config (infra/host/config.py), which shortens both, as on AWS: this scenario sets nothing itself.
+restate_config (holiday_host/config.py), which shortens both, as on AWS: this scenario sets nothing itself.
 
 On a fresh 3-node cluster (free ports, beside any `holiday dev`), callers send keyed reservations at a
 steady pace, each asking the next node with the same idempotency key when one fails it or leaves it

@@ -2,7 +2,7 @@
 
 The AWS stack replaces its Restate hosts one at a time: a host stops (systemd stops the container:
 SIGTERM), its replacement starts on the same data with the new version of restate-server, and only
-once `restate-ready` (infra/host/restate_ready.sh) exits 0 does CloudFormation go on to the next.
+once `restate-ready` (holiday_host/restate_ready.sh) exits 0 does CloudFormation go on to the next.
 This scenario does the same to a fresh local stack under keyed load:
 
 - the stack starts on the previous version of restate-server (npm's `restate-server-previous`, see

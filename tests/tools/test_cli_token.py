@@ -22,7 +22,7 @@ from holiday_tools.devstack import LocalStack, Ports
 from tests.front import Front, Secret
 from tests.support import BOOKED, TABLES, rows, statuses
 
-# As the deployment makes them: 32 to 512 of A-Z a-z 0-9 . _ ~ + / - (see infra/host/ingress_key.sh).
+# As the deployment makes them: 32 to 512 of A-Z a-z 0-9 . _ ~ + / - (see holiday_host/ingress_key.sh).
 KEY = secrets.token_urlsafe(32)
 WRONG_KEY = secrets.token_urlsafe(32)
 # Whatever the shell running the tests has exported, each test says what it sends.
