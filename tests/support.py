@@ -275,7 +275,7 @@ def event(
 def assert_every_trip_settled_once(result: ScenarioResult) -> None:
     """A chaos scenario kept the saga's promises: every answer right, no violation, nothing still retrying,
     and trips requested = trips booked + trips undone (nothing lost, nothing doubled)."""
-    assert result.wrong_answers == []
+    assert result.wrong_answers == [], result.wrong_answers
     assert result.report.violations == []
     assert (result.report.trips, result.report.booked, result.report.undone) == (
         result.trips,

@@ -37,7 +37,8 @@ class Injector(Background):
         # The first fault comes early, so even a short run sees one; a fault that found
         # nothing to break (no busy worker) is tried again soon.
         wait = 0.3
-        while not self._stop.wait(wait):
+        limit = self.profile.max_faults
+        while not self._stop.wait(wait) and (limit is None or self.faults < limit):
             if self.inject():
                 self.faults += 1
                 wait = self.rng.uniform(0.5, 1.5) * self.every_s

@@ -36,6 +36,9 @@ class Profile:
     # killing it every second would only prove that nothing moves while it is down.
     fault_every_s: tuple[tuple[str, float], ...] = (("services", 1.5), ("restate", 4.0), ("dynamodb", 3.0))
     outage_s: float = 3.0  # how long DynamoDB stays unreachable
+    # At most this many faults (None: no limit). Faults come every few seconds while the load lasts, so on a
+    # busy machine a slower load meets more of them, and each slows it further: a bounded run stays bounded.
+    max_faults: int | None = None
     answer_within_s: float = 180.0  # a caller gives up after this
     # The node scenario.
     kills: int = 6  # nodes killed, one at a time
