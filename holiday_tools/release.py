@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-import httpx
 
 from holiday.functions import FUNCTIONS
 from holiday_tools.admin import RestateAdmin
@@ -102,13 +101,11 @@ def deploy(stack: LocalStack, release_dir: Path, label: str, removal_policy: str
     `removal_policy` is the registration's (lambda mode): "retain", the stack's default, keeps
     every earlier registration; "destroy" deletes the replaced one unless invocations run on it.
     """
-    if stack.mode == "lambda":
-        return _deploy_functions(stack, release_dir, removal_policy)
-    url = stack.start_extra_services(f"services-{label}", release_dir)
-    response = httpx.post(f"{stack.admin_url}/deployments", json={"uri": url}, timeout=60)
-    if response.status_code >= 300:
-        raise StackError(f"registering {url} failed: {response.status_code} {response.text}")
-    body = response.json()
+    with RestateAdmin(stack.admin_url) as admin:
+        if stack.mode == "lambda":
+            return _deploy_functions(stack, admin, release_dir, removal_policy)
+        url = stack.start_extra_services(f"services-{label}", release_dir)
+        body = admin.call("POST", "/deployments", {"uri": url})
     return Deployed({body["id"]: [s["name"] for s in body["services"]]}, {body["id"]: url})
 
 
@@ -123,7 +120,7 @@ def lambda_client(stack: LocalStack) -> Any:
     )
 
 
-def _deploy_functions(stack: LocalStack, release_dir: Path, removal_policy: str) -> Deployed:
+def _deploy_functions(stack: LocalStack, admin: RestateAdmin, release_dir: Path, removal_policy: str) -> Deployed:
     client = lambda_client(stack)
     code = code_zip(release_dir)
     deployments: dict[str, list[str]] = {}
@@ -132,7 +129,7 @@ def _deploy_functions(stack: LocalStack, release_dir: Path, removal_policy: str)
         function = f"holiday-{name}"
         published = client.update_function_code(FunctionName=function, ZipFile=code, Publish=True)
         new_arn = published["FunctionArn"]
-        old_id, old_arn = _serving(stack, new_arn)
+        old_id, old_arn = _serving(admin, new_arn)
         properties = {
             "AdminUrl": stack.admin_url,
             "FunctionArn": new_arn,
@@ -155,20 +152,15 @@ def _deploy_functions(stack: LocalStack, release_dir: Path, removal_policy: str)
     return Deployed(deployments, endpoints)
 
 
-def _serving(stack: LocalStack, function_arn: str) -> tuple[str, str]:
+def _serving(admin: RestateAdmin, function_arn: str) -> tuple[str, str]:
     """(deployment id, ARN) of the registration that serves the function's services now: the one being replaced."""
     function = function_arn.rsplit(":", 1)[0]
-    listed = httpx.get(f"{stack.admin_url}/deployments", timeout=30).json()["deployments"]
-    current = {
-        service: httpx.get(f"{stack.admin_url}/services/{service}", timeout=30).json()["deployment_id"]
-        for deployment in listed
-        if str(deployment.get("arn", "")).rsplit(":", 1)[0] == function
-        for service in (s["name"] for s in deployment["services"])
-    }
-    for deployment in listed:
-        if deployment["id"] in current.values():
+    current = {service["name"]: service.get("deployment_id") for service in admin.services()}
+    for deployment in admin.deployments():
+        serves = any(current.get(service["name"]) == deployment["id"] for service in deployment["services"])
+        if serves and str(deployment.get("arn", "")).rsplit(":", 1)[0] == function:
             return deployment["id"], deployment["arn"]
-    raise StackError(f"no deployment of {function} serves its services in Restate at {stack.admin_url}")
+    raise StackError(f"no deployment of {function} serves its services in Restate at {admin.url}")
 
 
 def _custom_resource(

@@ -25,7 +25,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 from botocore.exceptions import BotoCoreError, ClientError
 
 from holiday.functions import FUNCTIONS
@@ -152,7 +151,7 @@ class Deployer(Background):
         try:
             code = release.build(self.stack.project_dir, self.stack.data_dir / f"release-{NEW}", NEW)
             self.deployed = release.deploy(self.stack, code, NEW)
-        except (StackError, ValueError, OSError, httpx.HTTPError, BotoCoreError, ClientError) as err:
+        except (StackError, AdminError, ValueError, OSError, BotoCoreError, ClientError) as err:
             self.problems.append(f"deploying release {NEW}: {err}")
         finally:
             self.ended = time.monotonic()

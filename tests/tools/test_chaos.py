@@ -23,7 +23,7 @@ from holiday_tools.ingress import Ingress
 from tests.support import PROJECT_DIR, assert_every_trip_settled_once
 
 # At most 12 faults: a busy machine (the suite runs in parallel) slows the load, and must not earn it more faults.
-SMALL = Profile(trips=30, concurrency=6, outage_s=1.5, max_faults=12)
+SMALL = Profile(trips=30, concurrency=6, outage_s=1.5, answer_within_s=120, max_faults=12)
 SMALL_NODE = Profile(trips=30, concurrency=6, kills=2, node_down_s=2.0, two_down_wait_s=4.0, answer_within_s=120)
 
 
