@@ -20,7 +20,16 @@ import httpx
 import pytest
 
 from holiday_host.config import CLUSTER_PARTITIONS, Cluster, NodeLayout, restate_config
-from holiday_tools.devstack import SNAPSHOT_BUCKET, LocalStack, Mode, NodePorts, Ports, StackError
+from holiday_tools.devstack import (
+    RESTART_DELAY_S,
+    RESTATE_STOP_GRACE_S,
+    SNAPSHOT_BUCKET,
+    LocalStack,
+    Mode,
+    NodePorts,
+    Ports,
+    StackError,
+)
 from holiday_tools.processes import Process
 from tests.support import BOOKED, PROJECT_DIR, poll, statuses
 
@@ -168,7 +177,10 @@ def restarted_by_supervisor(cluster: LocalStack, index: int, old: Process) -> Pr
         assert cluster.supervise(lambda _line: None) is None
         return cluster.processes[cluster.restate_names[index]]
 
-    return poll(tick, lambda process: process is not old, "the supervisor to start the node again", timeout=10)
+    # A node stopped with SIGTERM may take up to its grace to exit (longer on a busy machine, the suite running
+    # in parallel), and the supervisor waits RESTART_DELAY_S after it sees the exit.
+    within = RESTATE_STOP_GRACE_S + RESTART_DELAY_S + 5
+    return poll(tick, lambda process: process is not old, "the supervisor to start the node again", timeout=within)
 
 
 def environment(process: Process) -> dict[str, str]:
