@@ -155,7 +155,7 @@ async def run(ctx: restate.ObjectContext, plan: TripPlan) -> TripOutcome:
             payment_id=payment.booking_id,
         )
         success = Announcement(trip_id=plan.trip_id, outcome="success", message=f"trip {plan.trip_id} is booked")
-        await saga.step(StepName.SEND_NOTIFICATION, lambda: _announce(ctx, success, plan.run_type))
+        await saga.step(StepName.SEND_NOTIFICATION, lambda: _announce(success, plan.run_type))
     except TerminalError as err:
         raise await _undo(ctx, saga, recorder, err) from err
 
@@ -181,19 +181,25 @@ async def _undo(ctx: restate.ObjectContext, saga: Saga, recorder: TripRecorder, 
         failed_step=saga.failed_step,
         compensations=undone,
     )
-    await _announce(ctx, failure)
+    await _announce(failure)
     record.status, record.error = "failed", message
     recorder.save()
     log.info("trip=%s failed and compensated", record.trip_id)
     return TerminalError(message, status_code=FAILED_TRIP_STATUS)
 
 
-async def _announce(ctx: restate.ObjectContext, announcement: Announcement, run_type: RunType | None = None) -> None:
+async def _announce(announcement: Announcement, run_type: RunType | None = None) -> None:
+    """Publish the trip's outcome: the saga's last effect, so it needs no `ctx.run` of its own.
+
+    Nothing after it can fail, so no replay comes back to it once it has been
+    sent, except when the attempt that sent it dies before Restate has the
+    answer: a `ctx.run` would not help then either, its result being lost with
+    the attempt. On Lambda a `ctx.run` would cost the trip one more invocation
+    (a suspension for Restate to acknowledge it). A failed publish raises, and
+    Restate retries the invocation, which resumes here.
+    """
     fail_if(run_type, RunType.FAIL_NOTIFICATION, "success notification")
-    # Journaled: a replay after a crash does not announce the trip twice.
-    await ctx.run_typed(
-        f"announce {announcement.outcome}", off_loop, restate.RunOptions(), notifier().announce, announcement
-    )
+    await off_loop(notifier().announce, announcement)
 
 
 def _earlier_outcome(record: TripRecord) -> TripOutcome:

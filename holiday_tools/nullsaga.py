@@ -8,8 +8,9 @@ as a fifth function of the local Lambda runtime (`app`). It is never deployed.
 Per trip, as the real saga: `nulltrips/reserve` parses the body and calls the
 `nulltrip` object keyed by trip id, which makes five service calls in the
 saga's three rounds (reserve flight and car at once, process payment, confirm
-flight and car at once), one `ctx.run` (the announcement) and keeps its record
-in state.
+flight and car at once) and keeps its record in state. It reads no clock (the
+saga reads one when a request leaves out its dates) and sends no announcement
+(the saga's takes no journal entry of its own).
 """
 
 from __future__ import annotations
@@ -54,7 +55,6 @@ async def run(ctx: restate.ObjectContext, trip_id: str) -> TripOutcome:
         for call in reversed(calls):  # the last started first, as the saga waits (holiday/saga.py)
             await call
         ctx.set("last_step", steps[-1][0])
-    await ctx.run_typed("announce", lambda: None)
     outcome = TripOutcome(trip_id=trip_id, flight_booking_id=ids[0], car_booking_id=ids[1], payment_id=ids[2])
     ctx.set("outcome", outcome, serde=_outcome_serde)
     return outcome

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from holiday_tools.devstack import LocalStack
-from tests.support import ALL_UNDONE, BOOKED, NO_LIVE_ROWS, TABLES, Inbox, rows, statuses
+from tests.support import ALL_UNDONE, BOOKED, NO_LIVE_ROWS, TABLES, Admin, Inbox, rows, statuses
 
 
 @dataclass(frozen=True)
@@ -165,18 +165,42 @@ def test_without_a_topic_trips_finish_and_announcements_are_only_logged(
         stack.restart_services(kill=False)
 
 
-def test_in_lambda_mode_every_service_runs_through_the_lambda_invoke_api(
-    trip_id: str, stack: LocalStack, ingress: httpx.Client
+@pytest.mark.parametrize("dates", [True, False], ids=["dates given", "default dates"])
+def test_a_trips_journal_holds_a_ctx_run_only_for_the_clock_of_default_dates(
+    trip_id: str, dates: bool, ingress: httpx.Client, admin: Admin
 ) -> None:
+    """Each `ctx.run` costs a trip one more invocation on Lambda (a wait for Restate's acknowledgement):
+    the saga has none, and the entry point has one only to fill in dates from a durable clock."""
+    body = {"trip_id": trip_id, **({"depart_at": "2031-05-01T09:00:00Z"} if dates else {})}
+    assert ingress.post("/trips/reserve", json=body).status_code == 200
+    saga = admin.run_of(trip_id)["id"]
+    [entry_point] = admin.query(f"SELECT invoked_by_id FROM sys_invocation WHERE id = '{saga}'")
+    runs = admin.query(
+        f"SELECT id FROM sys_journal WHERE id IN ('{saga}', '{entry_point['invoked_by_id']}') "
+        "AND entry_type = 'Command: Run'"
+    )
+    assert [r["id"] for r in runs] == ([] if dates else [entry_point["invoked_by_id"]])
+
+
+@pytest.mark.parametrize("dates", [True, False], ids=["dates given", "default dates"])
+def test_in_lambda_mode_a_trip_takes_the_invocations_its_rounds_need_and_no_more(
+    trip_id: str, dates: bool, stack: LocalStack, ingress: httpx.Client
+) -> None:
+    """What a trip costs on Lambda, in invocations (request-response mode: a function ends at each wait).
+
+    trips: `reserve` starts, and is resumed with the outcome (2); the saga starts, and is resumed
+    after each of its three rounds (4); a round of two calls whose answers come apart takes one
+    resume more (0 to 2). Default dates take one more, for the durable clock read. Each booking
+    service runs once per call. A `ctx.run` or a call more anywhere would show here.
+    """
     if stack.mode != "lambda":
         pytest.skip("only the lambda mode has a Lambda runtime to count invocations")
+    body = {"trip_id": trip_id, **({"depart_at": "2031-05-01T09:00:00Z"} if dates else {})}
     before = httpx.get(f"{stack.services_url}/local/stats").json()
-    assert ingress.post("/trips/reserve", json={"trip_id": trip_id}).status_code == 200
+    assert ingress.post("/trips/reserve", json=body).status_code == 200
     after = httpx.get(f"{stack.services_url}/local/stats").json()
     grown = {name: after[name]["invocations"] - before[name]["invocations"] for name in after}
-    # trips resumes after each of its calls (request-response mode); the others run per call.
-    assert grown["holiday-flights"] >= 2  # reserve, confirm
-    assert grown["holiday-cars"] >= 2
-    assert grown["holiday-payments"] >= 1
-    assert grown["holiday-trips"] > grown["holiday-flights"]
+    clock = 0 if dates else 1
+    assert 6 + clock <= grown["holiday-trips"] <= 8 + clock
+    assert (grown["holiday-flights"], grown["holiday-cars"], grown["holiday-payments"]) == (2, 2, 1)
     assert all(after[name]["errors"] == before[name]["errors"] for name in after)
