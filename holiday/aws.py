@@ -30,13 +30,20 @@ _threads = ThreadPoolExecutor(POOL_SIZE, thread_name_prefix="aws")
 
 
 @cache
+def _session() -> Any:
+    """One botocore session per process: it loads each AWS API's model once, for all its clients."""
+    import botocore.session
+
+    return botocore.session.get_session()
+
+
+@cache
 def client(service: str) -> Any:
     """The shared low-level client for `service` ("dynamodb", "sns", ...)."""
-    import botocore.session
     from botocore.config import Config
 
     cfg = settings()
-    return botocore.session.get_session().create_client(
+    return _session().create_client(
         service,
         region_name=cfg.aws_region,
         endpoint_url=cfg.aws_endpoint_url,
@@ -54,3 +61,10 @@ def client(service: str) -> Any:
 async def off_loop(call: Callable[..., T], *args: object) -> T:
     """Run a blocking AWS call in the shared threads, so the event loop keeps serving other invocations."""
     return await asyncio.get_running_loop().run_in_executor(_threads, call, *args)
+
+
+def forget_clients() -> None:
+    """Make the next `client` call build a new session and client: they hold credentials and connections
+    that belong to one execution environment (see `holiday.snapstart`)."""
+    client.cache_clear()
+    _session.cache_clear()

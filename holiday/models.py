@@ -12,21 +12,11 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    Strict,
-    StringConstraints,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 CENT = Decimal("0.01")
 TRIP_ID_RULE = "1 to 64 characters of A-Z, a-z, 0-9, '_' and '-'"
-TripId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+TripId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 
 
 def _as_utc(value: datetime) -> datetime:
@@ -35,7 +25,7 @@ def _as_utc(value: datetime) -> datetime:
 
 
 # pydantic's strict mode: an ISO 8601 date-time string only, not a bare date or a number of seconds.
-Time = Annotated[datetime, Strict(), AfterValidator(_as_utc)]
+Time = Annotated[datetime, Field(strict=True), AfterValidator(_as_utc)]
 
 
 def _to_the_cent(value: Decimal) -> Decimal:
@@ -98,13 +88,18 @@ FAILED_STEP: dict[RunType, StepName] = {
 }
 
 
+# Each function uses a few of these models: the others' validators are built only if used, not at
+# import, which a cold start waits for.
+LAZY = ConfigDict(defer_build=True)
+
+
 class SealedModel(BaseModel):
     """A message that refuses unknown fields and cannot change once made.
 
     Unknown fields are mistakes (a typo in `run_type` must not pass silently).
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, **LAZY)
 
 
 class TripTimes(SealedModel):
@@ -132,15 +127,15 @@ class TripRequest(TripTimes):
 
     trip_id: TripId | None = None
     run_type: RunType | None = None
-    depart_city: Annotated[str, StringConstraints(min_length=1, max_length=64)] = "Dublin"
-    arrive_city: Annotated[str, StringConstraints(min_length=1, max_length=64)] = "Lisbon"
+    depart_city: Annotated[str, Field(min_length=1, max_length=64)] = "Dublin"
+    arrive_city: Annotated[str, Field(min_length=1, max_length=64)] = "Lisbon"
     depart_at: Time | None = None
     arrive_at: Time | None = None
-    car_class: Annotated[str, StringConstraints(min_length=1, max_length=32)] = "economy"
+    car_class: Annotated[str, Field(min_length=1, max_length=32)] = "economy"
     rental_from: Time | None = None
     rental_to: Time | None = None
     amount: Amount = Decimal("450.00")
-    currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")] = "EUR"
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "EUR"
 
     @field_validator("trip_id", mode="wrap")
     @classmethod
@@ -214,6 +209,8 @@ class BookingResult(SealedModel):
 class TripOutcome(BaseModel):
     """The 200 answer of a booked trip."""
 
+    model_config = LAZY
+
     status: Literal["success"] = "success"
     trip_id: str
     flight_booking_id: str
@@ -226,6 +223,8 @@ TripStatus = Literal["running", "compensating", "succeeded", "failed"]
 
 
 class StepRecord(BaseModel):
+    model_config = LAZY
+
     name: str
     id: str | None = None
     status: StepStatus
@@ -234,6 +233,8 @@ class StepRecord(BaseModel):
 
 class TripRecord(BaseModel):
     """The state of one trip, kept by Restate and returned by the trip lookup."""
+
+    model_config = LAZY
 
     trip_id: str
     status: TripStatus

@@ -15,12 +15,15 @@ from pydantic import BaseModel
 
 from holiday import aws
 from holiday.config import settings
+from holiday.models import LAZY
 
 log = logging.getLogger(__name__)
 
 
 class Announcement(BaseModel):
     """The message body: every announcement names the trip and its outcome."""
+
+    model_config = LAZY
 
     trip_id: str
     outcome: Literal["success", "failure"]
@@ -39,10 +42,12 @@ class SnsNotifier:
 
     def __init__(self, topic_arn: str, client: Any = None) -> None:
         self.topic_arn = topic_arn
-        self._client = client if client is not None else aws.client("sns")
+        self._given = client
 
     def announce(self, announcement: Announcement) -> None:
-        self._client.publish(
+        # The shared client is looked up each time: after a SnapStart restore it is a new one.
+        client = self._given if self._given is not None else aws.client("sns")
+        client.publish(
             TopicArn=self.topic_arn,
             Subject=f"Trip {announcement.trip_id}: {announcement.outcome}",
             Message=announcement.model_dump_json(),

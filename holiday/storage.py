@@ -50,7 +50,12 @@ class DynamoLedger:
 
     def __init__(self, table_name: str, client: Any = None) -> None:
         self.table_name = table_name
-        self._client = client if client is not None else aws.client("dynamodb")
+        self._given = client
+
+    @property
+    def _client(self) -> Any:
+        # Looked up at each call, not kept: after a SnapStart restore the shared client is a new one.
+        return self._given if self._given is not None else aws.client("dynamodb")
 
     def insert(self, trip_id: str, row_id: str, status: str, details: Mapping[str, Value]) -> None:
         item = {**details, "pk": trip_id, "sk": row_id, "transaction_status": status, "updated_at": _now()}

@@ -3,6 +3,8 @@
 import restate
 
 from holiday.cars import service
+from holiday.snapstart import prime_before_snapshot
 
 SERVICES: list[restate.Service | restate.VirtualObject] = [service]
 app = restate.app(services=SERVICES)
+prime_before_snapshot("dynamodb")
