@@ -4,7 +4,7 @@
 Context (`--context key=value` or cdk.json): prefix, deploymentMode (self-hosted or cloud),
 clusterId, authTokenSecretArn, region (us or eu, for cloud), certificateArn, domainName,
 hostedZoneId, ingressAuth, ingressCidrs, restateNodes (1 or 3), availabilityZones, instanceType and amiId
-(self-hosted), deregisterOnDelete.
+(self-hosted), deregisterOnDelete, snapStart (Lambda SnapStart for the functions).
 See infra/settings.py: any other key is refused.
 """
 

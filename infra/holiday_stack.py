@@ -67,6 +67,7 @@ class RestateHolidayStack(Stack):
                 function_name=settings.resource_name(name),
                 assets_dir=assets_dir,
                 environment=environment,
+                snap_start=settings.snap_start,
             )
             if table is not None:
                 # Exactly the two writes the service makes, on its own table only.

@@ -2,7 +2,9 @@
 
 Every key is checked before any resource is defined: an unknown key, an empty value, a key of the
 other deployment mode, or a malformed value fails synthesis with one line that names the key and
-says what would be valid.
+says what would be valid. One key is also checked against the region the CDK CLI deploys to
+(`CDK_DEFAULT_REGION`, which the CLI sets for the app from the AWS profile): `snapStart`, which
+Lambda does not offer everywhere.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import json
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -41,6 +44,13 @@ _ARM64_FAMILY = r"a1|[a-z]+\d+g[a-z]*"
 _SIZE = r"small|medium|large|xlarge|\d+xlarge|metal(?:-\d+xl)?"
 _TOO_SMALL = ("nano", "micro")
 _SECRET_NAME = r"[A-Za-z0-9/_+=.@-]+"
+# Lambda SnapStart is offered "in all commercial Regions except Asia Pacific (New Zealand) and Asia Pacific (Taipei)"
+# (https://docs.aws.amazon.com/lambda/latest/dg/snapstart.html#snapstart-supported-regions, read 2026-12-07): not in
+# these two, nor in the other partitions (China, GovCloud, the ISO regions, the European Sovereign Cloud).
+SNAP_START_ABSENT = {"ap-southeast-6": "Asia Pacific (New Zealand)", "ap-east-2": "Asia Pacific (Taipei)"}
+OTHER_PARTITIONS = ("cn-", "us-gov-", "us-iso", "eu-isoe-", "eusc-")
+# The region the CDK CLI deploys a stack of no explicit environment to (the AWS profile's), as the CLI tells the app.
+DEPLOY_REGION = "CDK_DEFAULT_REGION"
 
 
 @dataclass(frozen=True)
@@ -65,6 +75,13 @@ CONTEXT_KEYS = (
     ),
     ContextKey("deploymentMode", None, r"self-hosted|cloud", "'self-hosted' or 'cloud'", "the default, self-hosted"),
     ContextKey("deregisterOnDelete", None, r"(?i:true|false)", "true or false", "the default, false"),
+    ContextKey(
+        "snapStart",
+        None,
+        r"(?i:true|false)",
+        "true (the functions' published versions start from a Lambda SnapStart snapshot) or false",
+        "the default, false",
+    ),
     ContextKey(
         "clusterId",
         "cloud",
@@ -215,6 +232,8 @@ class DeploymentSettings:
     ami_id: str | None = None
     # What happens to Restate's registration of a function version when the stack is deleted
     deregister_on_delete: bool = False
+    # Whether the four service functions publish their versions with Lambda SnapStart.
+    snap_start: bool = False
 
     @classmethod
     def from_context(cls, node: ContextReader) -> DeploymentSettings:
@@ -230,9 +249,8 @@ class DeploymentSettings:
         for key in context:
             if KEYS[key].mode not in (None, mode):
                 raise SettingsError(_other_mode(key, mode))
-        deregister = context.get("deregisterOnDelete", False)
-        if not isinstance(deregister, bool):
-            deregister = (_read(context, "deregisterOnDelete") or "false").lower() == "true"
+        deregister = _flag(context, "deregisterOnDelete")
+        snap_start = _snap_start(context, os.environ.get(DEPLOY_REGION, ""))
         prefix = _read(context, "prefix") or ""
 
         if mode == "self-hosted":
@@ -263,6 +281,7 @@ class DeploymentSettings:
                 instance_type=instance_type,
                 ami_id=_read(context, "amiId", hint=f"the newest image's id: {ami_command()}"),
                 deregister_on_delete=deregister,
+                snap_start=snap_start,
             )
 
         missing = [key for key in ("clusterId", "authTokenSecretArn") if key not in context]
@@ -278,6 +297,7 @@ class DeploymentSettings:
             auth_token_secret_arn=_secret_arn(context),
             cloud_region=_read(context, "region") or "us",
             deregister_on_delete=deregister,
+            snap_start=snap_start,
         )
 
     @property
@@ -335,6 +355,32 @@ def _read(context: Mapping[str, object], name: str, hint: str = "") -> str | Non
     if not re.fullmatch(key.pattern, value):
         raise SettingsError(f"context {name!r} must be {key.valid}, not {_shown(value)}{hint}")
     return value
+
+
+def _flag(context: Mapping[str, object], name: str) -> bool:
+    """A true/false key: text from the command line (any case), or a JSON boolean from cdk.json; False when absent."""
+    value = context.get(name, False)
+    if isinstance(value, bool):
+        return value
+    return (_read(context, name) or "false").lower() == "true"
+
+
+def snap_start_offered(region: str) -> bool:
+    """Whether Lambda offers SnapStart in `region` (as far as AWS's documentation says)."""
+    return region not in SNAP_START_ABSENT and not region.startswith(OTHER_PARTITIONS)
+
+
+def _snap_start(context: Mapping[str, object], region: str) -> bool:
+    """`snapStart`, refused at synthesis for a region without SnapStart rather than left to the deploy."""
+    wanted = _flag(context, "snapStart")
+    if wanted and region and not snap_start_offered(region):
+        name = f"{region} ({SNAP_START_ABSENT[region]})" if region in SNAP_START_ABSENT else region
+        raise SettingsError(
+            f"context 'snapStart': Lambda offers no SnapStart in {name}, the region this deploys to "
+            f"({DEPLOY_REGION}, from your AWS profile); leave snapStart out (or false) there, or deploy to "
+            "another commercial region"
+        )
+    return wanted
 
 
 def _nodes(context: Mapping[str, object]) -> int:

@@ -1,10 +1,10 @@
-"""One holiday service as a Lambda function: arm64, the packaged asset, a kept version."""
+"""One holiday service as a Lambda function: arm64, the packaged asset, a kept version, SnapStart if asked."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Annotations, Duration, RemovalPolicy
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -19,6 +19,8 @@ RUNTIME: lambda_.Runtime = getattr(lambda_.Runtime, f"PYTHON_{LAMBDA_PYTHON.repl
 # milliseconds, at most one storage call with botocore's 2 s connect / 5 s read timeouts and
 # 2 attempts. 30 s leaves room and stays well inside Restate's 1 minute inactivity timeout.
 TIMEOUT = Duration.seconds(30)
+# CDK warns that SnapStart applies to published versions only; this construct publishes one (current_version).
+SNAP_START_NEEDS_VERSIONS = "@aws-cdk/aws-lambda:snapStartRequirePublish"
 
 
 class ServiceFunction(Construct):
@@ -33,6 +35,7 @@ class ServiceFunction(Construct):
         function_name: str,
         assets_dir: Path,
         environment: dict[str, str],
+        snap_start: bool,
     ) -> None:
         super().__init__(scope, construct_id)
         asset = assets_dir / name
@@ -68,7 +71,15 @@ class ServiceFunction(Construct):
             role=self.role,
             # Restate invokes a registered version; keep old versions for invocations in flight.
             current_version_options=lambda_.VersionOptions(removal_policy=RemovalPolicy.RETAIN),
+            # Lambda snapshots each published version once its import has run, and restores new instances from it.
+            # CDK itself refuses a runtime without SnapStart, EFS and more than 512 MB of ephemeral storage; no
+            # provisioned concurrency is configured on the versions (SnapStart refuses that too).
+            snap_start=lambda_.SnapStartConf.ON_PUBLISHED_VERSIONS if snap_start else None,
         )
+        if snap_start:
+            Annotations.of(self.function).acknowledge_warning(
+                SNAP_START_NEEDS_VERSIONS, "current_version publishes a version, and Restate registers only versions"
+            )
         self.version = self.function.current_version
         acknowledge_lint(self.function, "W3005", REDUNDANT_ROLE_DEPENDENCY)
         acknowledge(
