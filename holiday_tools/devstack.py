@@ -27,7 +27,7 @@ import httpx
 from botocore.exceptions import BotoCoreError, ClientError
 
 from holiday.config import Settings
-from holiday.functions import FUNCTIONS
+from holiday.functions import FUNCTIONS, MEMORY_MB
 from holiday.storage import DynamoLedger
 from holiday_host.config import Cluster, NodeLayout, restate_config
 from holiday_tools.processes import Process
@@ -334,6 +334,12 @@ class LocalStack:
     # The restate-server executable a start uses unless told another (`start_node`'s `binary`); None: the one
     # npm installed. A rolling upgrade starts the stack on the previous version.
     restate_binary: Path | None = None
+    # Lambda mode: each function's memory (the runtime's --memory; by default the deployed functions'), CPU held
+    # to that memory's share as on Lambda (--limit-cpu), and workers forked from one import per version
+    # (--snapstart).
+    lambda_memory_mb: int = MEMORY_MB
+    lambda_limit_cpu: bool = False
+    lambda_snapstart: bool = False
     settings: Settings = field(init=False)
     processes: dict[str, Process] = field(default_factory=dict, init=False)
     # The nodes' supervision (`supervise`): nodes stopped on purpose, nodes seen exited (when, since
@@ -718,6 +724,9 @@ class LocalStack:
                 "--state-dir",
                 str(self.data_dir / "lambda"),
             ]
+            argv += ["--memory", str(self.lambda_memory_mb)]
+            argv += ["--limit-cpu"] if self.lambda_limit_cpu else []
+            argv += ["--snapstart"] if self.lambda_snapstart else []
             argv += [f"--function=holiday-{name}={handler}" for name, handler in LOCAL_FUNCTIONS.items()]
             # The CDK app's registration handler, so a deploy can be rehearsed as CloudFormation runs it.
             argv.append(f"--function=holiday-registration={REGISTRATION_HANDLER}")

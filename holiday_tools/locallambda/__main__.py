@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import signal
+import sys
 from pathlib import Path
 from typing import NoReturn
 
@@ -23,7 +24,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=9090)
     parser.add_argument("--region", default="us-east-1")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds per invocation, as on the function")
-    parser.add_argument("--memory", type=int, default=256, help="MB, reported to the handler")
+    parser.add_argument(
+        "--memory", type=int, default=256, help="MB per function: reported to the handler, and with --limit-cpu its CPU"
+    )
+    parser.add_argument(
+        "--limit-cpu",
+        action="store_true",
+        help="hold each worker to its function's share of a core, as Lambda does (1,769 MB: one vCPU); Linux cgroups",
+    )
+    parser.add_argument(
+        "--snapstart",
+        action="store_true",
+        help="as Lambda SnapStart: import each version's handler once, fork its workers from it (Linux)",
+    )
     parser.add_argument(
         "--max-workers", type=int, default=FunctionSpec.max_workers, help="per function (default: cores, at least 2)"
     )
@@ -36,6 +49,8 @@ def main(argv: list[str] | None = None) -> None:
         help="keep uploaded code and published versions here, for the next start (default: only while running)",
     )
     args = parser.parse_args(argv)
+    if args.snapstart and sys.platform != "linux":
+        parser.error("--snapstart forks workers that must die with their zygote, which needs Linux")
     specs = []
     for item in args.function:
         name, _, handler = item.partition("=")
@@ -43,8 +58,18 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     try:
-        runtime = LocalLambda(specs, args.host, args.port, args.region, state_dir=args.state_dir)
+        runtime = LocalLambda(
+            specs,
+            args.host,
+            args.port,
+            args.region,
+            state_dir=args.state_dir,
+            limit_cpu=args.limit_cpu,
+            snapstart=args.snapstart,
+        )
         print(f"local Lambda on http://{args.host}:{args.port}: {', '.join(s.name for s in specs)}", flush=True)
+        if args.limit_cpu and not runtime.cpu.limited:
+            print(f"local Lambda: CPU is not limited: {runtime.cpu.note}", flush=True)
         try:
             runtime.serve_forever()
         finally:

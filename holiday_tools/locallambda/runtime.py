@@ -23,17 +23,23 @@ of invocations and their durations.
 Functions have versions (see `versions`): UpdateFunctionCode, PublishVersion,
 ListVersionsByFunction, GetFunction and DeleteFunction of one version work as
 on Lambda, and each version runs in workers of its own.
+
+As on Lambda, a worker of one of the project's functions can import only what
+its asset ships (see `asset`); with `limit_cpu` each worker gets CPU in proportion
+to its function's memory (see `cgroups`); with `snapstart` each version's workers
+are forked from one process that imported the handler once (see `snapstart`).
+`/local/stats` counts each version's init and restore times too.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 import math
 import os
 import queue
-import signal
 import socket
 import subprocess
 import sys
@@ -41,19 +47,25 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from holiday_tools.localhttp import Handler, QuietServer
+from holiday_tools.locallambda import asset
+from holiday_tools.locallambda.cgroups import CpuLimits, cores_for
+from holiday_tools.locallambda.snapstart import ForkedProcess, Zygote, ZygoteError, exit_reason
 from holiday_tools.locallambda.versions import LATEST, ApiError, Version, VersionStore, function_arn, invalid
 
 FUNCTIONS_PREFIX = "/2015-03-31/functions/"
 # Seconds a worker may take to import its handler, as Lambda's init phase.
 INIT_TIMEOUT = 10.0
+# Seconds a worker that failed its init may take to exit by itself (its traceback, its exit status).
+EXIT_GRACE = 1.0
 CORES = os.cpu_count() or 1
 
 
@@ -69,6 +81,10 @@ class FunctionSpec:
     # more workers than cores only take turns on them. 100 trips at once on 2 cores
     # (2026-12-01): 19 to 24 trips/s with 2 workers per function, 16 to 23 with 4, 14 to 17 with 6.
     max_workers: int = max(2, CORES)
+    # Whether its workers may import only what a holiday function's Lambda asset ships (see `asset`).
+    # None: when the handler is the project's own code (holiday, the null saga, the registration handler),
+    # not a test's handler module, which imports the test tools.
+    lambda_asset: bool | None = None
 
     def arn(self, region: str, version: str) -> str:
         return function_arn(region, self.name, version)
@@ -121,14 +137,33 @@ def _exit_error(request_id: str, reason: str) -> FunctionError:
 
 @dataclass
 class Stats:
+    """Counts of one function version (or, added up, of a function); the `_max` fields combine as maxima."""
+
     invocations: int = 0
     errors: int = 0
-    cold_starts: int = 0
+    cold_starts: int = 0  # workers that took their first invocation
     billed_ms: float = 0.0
+    inits: int = 0  # handler imports: one per cold start; in SnapStart mode, one per zygote
+    init_ms: float = 0.0  # summed over the inits
+    init_ms_max: float = 0.0
+    restores: int = 0  # SnapStart: cold starts of workers forked from the zygote, fork to ready
+    restore_ms: float = 0.0
+    restore_ms_max: float = 0.0
 
     def add(self, other: Stats) -> None:
         for counter in fields(self):
-            setattr(self, counter.name, getattr(self, counter.name) + getattr(other, counter.name))
+            mine, theirs = getattr(self, counter.name), getattr(other, counter.name)
+            setattr(self, counter.name, max(mine, theirs) if counter.name.endswith("_max") else mine + theirs)
+
+    def count_init(self, ms: float) -> None:
+        self.inits += 1
+        self.init_ms += ms
+        self.init_ms_max = max(self.init_ms_max, ms)
+
+    def count_restore(self, ms: float) -> None:
+        self.restores += 1
+        self.restore_ms += ms
+        self.restore_ms_max = max(self.restore_ms_max, ms)
 
 
 class Spawner:
@@ -184,39 +219,98 @@ class _Spawn:
     done: Future[subprocess.Popen[bytes]] = field(default_factory=Future)
 
 
-class Worker:
-    """One execution environment: a process running `holiday_tools.locallambda.worker`."""
+@dataclass(frozen=True)
+class Launch:
+    """How the runtime starts workers: its spawner, its CPU limits, SnapStart or not, and the functions' assets."""
 
-    def __init__(self, deployed: Deployed, env: dict[str, str], spawner: Spawner) -> None:
-        self.deployed = deployed
-        self.spec = deployed.spec
-        ours, theirs = socket.socketpair()
-        argv = [sys.executable, "-m", "holiday_tools.locallambda.worker", self.spec.handler, str(theirs.fileno())]
+    spawner: Spawner
+    cpu: CpuLimits
+    snapstart: bool = False
+    assets: dict[str, frozenset[str]] = field(default_factory=dict)  # by function: what its asset ships
+
+    def argv(self, deployed: Deployed, fd: int, cgroup: str | None) -> list[str]:
+        spec = deployed.spec
+        argv = [sys.executable, "-m", "holiday_tools.locallambda.worker", spec.handler, str(fd)]
         argv.append(str(os.getpid()))  # its parent: if that is not who it finds, we are gone already
         if deployed.code_dir is not None:
             argv.append(deployed.code_dir)
+        if cgroup is not None:
+            argv.append(f"--cgroup={cgroup}")
+        if spec.name in self.assets:
+            argv.append(f"--asset={','.join(sorted(self.assets[spec.name]))}")
+        return argv
+
+    def cgroup(self, deployed: Deployed, label: str = "") -> str | None:
+        """A cgroup with the function's share of CPU, for one worker (None: CPU is not limited)."""
+        return self.cpu.create(f"{deployed.spec.name}{label}", cores_for(deployed.spec.memory_mb, CORES))
+
+
+WorkerProcess: TypeAlias = "subprocess.Popen[bytes] | ForkedProcess"
+# What a worker that failed to start makes of the invocation that waited for it (given its request id).
+StartFailure: TypeAlias = "Callable[[str], FunctionError | ApiError]"
+
+
+class Worker:
+    """One execution environment: a process running `holiday_tools.locallambda.worker`, or forked from its zygote."""
+
+    def __init__(
+        self, deployed: Deployed, process: WorkerProcess, channel: socket.socket, launch: Launch, cgroup: str | None
+    ) -> None:
+        self.deployed = deployed
+        self.spec = deployed.spec
+        self.process = process
+        self.channel = channel
+        self.reader, self.writer = channel.makefile("rb"), channel.makefile("wb")
+        self.cpu = launch.cpu
+        self.cgroup = cgroup
+        self.busy = False
+        self.used = False
+        self.init_ms = 0.0  # its handler's import
+        self.restore_ms: float | None = None  # SnapStart: fork to ready
+
+    @classmethod
+    def spawn(cls, deployed: Deployed, env: dict[str, str], launch: Launch) -> Worker:
+        """A new worker process, which imports the handler itself."""
+        cgroup = launch.cgroup(deployed)
+        ours, theirs = socket.socketpair()
         try:
-            self.process = spawner.popen(argv, env, theirs.fileno())
+            process = launch.spawner.popen(launch.argv(deployed, theirs.fileno(), cgroup), env, theirs.fileno())
         except OSError:
             ours.close()
+            launch.cpu.remove(cgroup)
             raise
         finally:
             theirs.close()
-        self.channel = ours
-        self.reader, self.writer = ours.makefile("rb"), ours.makefile("wb")
-        self.busy = False
-        self.used = False
+        return cls(deployed, process, ours, launch, cgroup)
 
-    def wait_ready(self) -> str | None:
-        """Wait while the worker imports its handler: None once it is ready, else why it exited."""
+    @classmethod
+    def fork(cls, deployed: Deployed, zygote: Zygote, launch: Launch) -> Worker:
+        """A new worker forked from the version's zygote (SnapStart's restore)."""
+        cgroup = launch.cgroup(deployed)
+        try:
+            process, channel = zygote.fork(cgroup)
+        except BaseException:
+            launch.cpu.remove(cgroup)
+            raise
+        return cls(deployed, process, channel, launch, cgroup)
+
+    def wait_ready(self) -> StartFailure | None:
+        """Wait while the worker imports its handler (or is restored): None once it is ready, else what failed."""
         self.channel.settimeout(INIT_TIMEOUT)
         try:
-            if self.reader.readline():
-                return None
+            line = self.reader.readline()
         except OSError:  # the timeout too
-            pass
+            line = None
+        ready = json.loads(line) if line else {}
+        if ready.get("ready"):
+            self.init_ms = float(ready.get("init_ms", 0.0))
+            self.restore_ms = ready.get("restore_ms")
+            return None
+        if line is not None:  # it said why, or hung up: it is on its way out, let it finish its last words
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(EXIT_GRACE)
         self.kill()
-        return _exit_reason(self.process.returncode)
+        return _start_failure(ready, exit_reason(self.process.returncode))
 
     def invoke(self, event: Any, request_id: str, region: str) -> Any:
         """Run one invocation; raise `FunctionError` on any failure, after which the worker may be dead."""
@@ -244,7 +338,7 @@ class Worker:
         except OSError:
             line = b""
         if not line:
-            raise _exit_error(request_id, _exit_reason(self.process.wait()))
+            raise _exit_error(request_id, exit_reason(self.process.wait()))
         reply = json.loads(line)
         if "error" in reply:
             raise FunctionError(reply["error"])
@@ -259,17 +353,31 @@ class Worker:
             self.process.kill()
         self.process.wait()
         self.channel.close()
+        self.cpu.remove(self.cgroup)
+        self.cgroup = None
 
 
-def _exit_reason(code: int) -> str:
-    return f"signal: {_signal_name(-code)}" if code < 0 else f"exit status {code}"
+def _start_failure(ready: dict[str, Any], reason: str) -> StartFailure:
+    """What Lambda answers an invocation whose environment failed to start, from the worker's last word."""
+    if "error" in ready:  # its init failed, as the Lambda runtime reports it (Runtime.ImportModuleError, ...)
+        payload: dict[str, Any] = ready["error"]
+        return lambda request_id: FunctionError(payload)
+    if "restore_error" in ready:  # an after-restore hook raised: Invoke fails with SnapStartException (400)
+        message = ready["restore_error"]["errorMessage"]
+        return lambda request_id: ApiError(
+            400,
+            "SnapStartException",
+            f"RequestId: {request_id} The afterRestore() runtime hook encountered an error: {message}. "
+            "For more information, check the function's log.",
+        )
+    return lambda request_id: _exit_error(request_id, reason)
 
 
-def _signal_name(number: int) -> str:
-    try:
-        return signal.Signals(number).name.removeprefix("SIG").lower()
-    except ValueError:
-        return str(number)
+def _zygote_failure(err: ZygoteError) -> StartFailure:
+    payload = err.payload
+    if payload is not None:
+        return lambda request_id: FunctionError(payload)
+    return lambda request_id: _exit_error(request_id, str(err))
 
 
 @dataclass(eq=False)
@@ -279,7 +387,7 @@ class _Waiter:
     request_id: str
     done: threading.Event = field(default_factory=threading.Event)
     worker: Worker | None = None
-    error: FunctionError | None = None
+    error: FunctionError | ApiError | None = None
 
 
 class FunctionPool:
@@ -289,12 +397,13 @@ class FunctionPool:
     never sits out a cold start that a warm worker would have spared it.
     """
 
-    def __init__(self, deployed: Deployed, env: dict[str, str], region: str, spawner: Spawner) -> None:
+    def __init__(self, deployed: Deployed, env: dict[str, str], region: str, launch: Launch) -> None:
         spec = deployed.spec
         self.deployed = deployed
         self.spec = spec
         self.region = region
-        self.spawner = spawner
+        # As on Lambda, SnapStart applies to published versions only: `$LATEST` is initialised on demand.
+        self.launch = replace(launch, snapstart=launch.snapstart and deployed.version != LATEST)
         self.env = {
             **env,
             "AWS_LAMBDA_FUNCTION_NAME": spec.name,
@@ -302,6 +411,7 @@ class FunctionPool:
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_mb),
             "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{spec.name}",
             "AWS_REGION": region,
+            "AWS_LAMBDA_INITIALIZATION_TYPE": "snap-start" if self.launch.snapstart else "on-demand",
             "PYTHONUNBUFFERED": "1",
         }
         self.workers: list[Worker] = []  # ready ones, busy or idle
@@ -312,6 +422,7 @@ class FunctionPool:
         self._stopped = False
         self._retired = False
         self._lock = threading.Lock()
+        self.zygote: Zygote | None = None  # SnapStart: the process the workers are forked from
 
     def invoke(self, event: Any) -> Any:
         request_id = str(uuid.uuid4())
@@ -360,6 +471,10 @@ class FunctionPool:
         if not worker.used:
             worker.used = True
             self.stats.cold_starts += 1
+            if worker.restore_ms is None:
+                self.stats.count_init(worker.init_ms)
+            else:
+                self.stats.count_restore(worker.restore_ms)
 
     def _hand_over(self, worker: Worker) -> None:
         """A free worker goes to the invocation that has waited longest, or waits itself (ends, once retired)."""
@@ -378,6 +493,7 @@ class FunctionPool:
         worker.kill()
         if worker in self.workers:
             self.workers.remove(worker)
+        self._end_zygote()
 
     def _scale(self) -> None:
         """Start one more worker if invocations wait and there is room (under the lock)."""
@@ -388,13 +504,16 @@ class FunctionPool:
 
     def _start_worker(self) -> None:
         worker: Worker | None = None
-        failure: str | None = None
-        with self.spawner.slots:
+        failure: StartFailure | None = None
+        with self.launch.spawner.slots:
             try:
-                worker = Worker(self.deployed, self.env, self.spawner)
+                worker = self._new_worker()
                 failure = worker.wait_ready()
             except OSError as err:
-                failure = str(err)
+                reason = str(err)
+                failure = lambda request_id: _exit_error(request_id, reason)  # noqa: E731
+            except ZygoteError as err:
+                failure = _zygote_failure(err)
         with self._lock:
             self._starting = False
             if worker is None or failure is not None or self._stopped:
@@ -402,12 +521,55 @@ class FunctionPool:
                     worker.kill()
                 if failure is not None and self._waiting:
                     waiter = self._waiting.popleft()  # as on Lambda, a failed init fails the invocation
-                    waiter.error = _exit_error(waiter.request_id, failure)
+                    waiter.error = failure(waiter.request_id)
                     waiter.done.set()
             else:
                 self.workers.append(worker)
                 self._hand_over(worker)
             self._scale()
+            self._end_zygote()
+
+    def _new_worker(self) -> Worker:
+        if not self.launch.snapstart:
+            return Worker.spawn(self.deployed, self.env, self.launch)
+        return Worker.fork(self.deployed, self._running_zygote(), self.launch)
+
+    def _running_zygote(self) -> Zygote:
+        """The version's zygote; started first (its init counted, once) if there is none, or it died."""
+        with self._lock:
+            zygote = self.zygote
+        if zygote is not None and zygote.alive:
+            return zygote
+        if zygote is not None:
+            zygote.stop()  # it died, and its workers with it
+        cgroup = self.launch.cgroup(self.deployed, "-zygote")
+        try:
+            zygote = Zygote(
+                lambda fd: self.launch.argv(self.deployed, fd, cgroup),
+                self.env,
+                self.launch.spawner,
+                INIT_TIMEOUT,
+                lambda: self.launch.cpu.remove(cgroup),
+            )
+        except BaseException:
+            self.launch.cpu.remove(cgroup)
+            raise
+        zygote.wait_ready()
+        with self._lock:
+            stopped = self._stopped
+            if not stopped:
+                self.zygote = zygote
+                self.stats.count_init(zygote.init_ms)
+        if stopped:
+            zygote.stop()
+            raise ZygoteError("the local Lambda runtime is stopping")
+        return zygote
+
+    def _end_zygote(self) -> None:
+        """A retired version's zygote ends with its last worker (under the lock)."""
+        if self._retired and self.zygote and not (self.workers or self._waiting or self._starting):
+            zygote, self.zygote = self.zygote, None
+            zygote.stop()
 
     def retire(self) -> None:
         """Its version is gone or has new code: what runs or waits finishes, then every worker ends."""
@@ -416,9 +578,10 @@ class FunctionPool:
             for worker in self._idle:
                 self._drop(worker)
             self._idle.clear()
+            self._end_zygote()
 
     def stop(self) -> None:
-        """Kill every worker; invocations still waiting fail."""
+        """Kill every worker (and the zygote); invocations still waiting fail."""
         with self._lock:
             self._stopped = True
             for worker in self.workers:
@@ -429,6 +592,9 @@ class FunctionPool:
                 waiter = self._waiting.popleft()
                 waiter.error = FunctionError({"errorMessage": f"RequestId: {waiter.request_id} runtime stopping"})
                 waiter.done.set()
+            zygote, self.zygote = self.zygote, None
+        if zygote is not None:
+            zygote.stop()
 
 
 class LocalLambda:
@@ -442,7 +608,11 @@ class LocalLambda:
         region: str,
         env: dict[str, str] | None = None,
         state_dir: Path | None = None,
+        limit_cpu: bool = False,
+        snapstart: bool = False,
     ) -> None:
+        if snapstart and sys.platform != "linux":
+            raise ValueError("SnapStart mode forks workers that must die with their zygote, which needs Linux")
         self.base_env = dict(os.environ if env is None else env)
         self.region = region
         self.specs = {s.name: s for s in specs}
@@ -463,6 +633,8 @@ class LocalLambda:
 
         self.server = QuietServer((host, port), ApiHandler)
         self.spawner = Spawner(cold_starts=CORES)
+        self.cpu = CpuLimits.start() if limit_cpu else CpuLimits.off()
+        self.launch = Launch(self.spawner, self.cpu, snapstart, _assets(specs))
         self.versions = VersionStore({s.name: s.handler for s in specs}, region, state_dir)
         self.pools: dict[tuple[str, str], FunctionPool] = {}  # by (function, version), made at its first call
         self._every_pool: list[FunctionPool] = []  # retired ones too: their counts, and workers still finishing
@@ -484,6 +656,7 @@ class LocalLambda:
         for pool in pools:
             pool.stop()
         self.spawner.stop()
+        self.cpu.close()
         self.versions.close()
 
     def handle(self, request: BaseHTTPRequestHandler, method: str) -> None:
@@ -573,7 +746,7 @@ class LocalLambda:
             pool = self.pools.get((name, qualifier))
             if pool is None:
                 deployed = Deployed(self.specs[name], qualifier, self.versions.code_path(version))
-                pool = FunctionPool(deployed, self.base_env, self.region, self.spawner)
+                pool = FunctionPool(deployed, self.base_env, self.region, self.launch)
                 self.pools[name, qualifier] = pool
                 self._every_pool.append(pool)
             return pool
@@ -602,8 +775,20 @@ class LocalLambda:
             total = Stats()
             for counts in versions.values():
                 total.add(counts)
-            report[name] = {**asdict(total), "versions": {number: asdict(c) for number, c in versions.items()}}
+            versions_report = {number: asdict(c) for number, c in versions.items()}
+            report[name] = {**asdict(total), **self._resources(self.specs[name]), "versions": versions_report}
         return report
+
+    def _resources(self, spec: FunctionSpec) -> dict[str, Any]:
+        """What the function's workers get: memory, CPU (limited or not, and why) and SnapStart."""
+        limited = self.cpu.limited
+        return {
+            "memory_mb": spec.memory_mb,
+            "cpu_limited": limited,
+            "cpu_cores": round(cores_for(spec.memory_mb, CORES), 3) if limited else None,
+            "cpu_note": self.cpu.note,
+            "snapstart": self.launch.snapstart,
+        }
 
     def handle_local(self, request: BaseHTTPRequestHandler, path: str) -> None:
         if path == "/local/workers":
@@ -619,6 +804,15 @@ class LocalLambda:
             _reply(request, 200, self.stats(), {})
         else:
             _reply(request, 404, {"message": f"no such path {path}"}, {})
+
+
+def _assets(specs: list[FunctionSpec]) -> dict[str, frozenset[str]]:
+    """The modules each guarded function's asset ships (see `FunctionSpec.lambda_asset`), worked out once."""
+    project = asset.project_packages() if any(s.lambda_asset is None for s in specs) else frozenset()
+    own = [s.name for s in specs if s.lambda_asset is None and s.handler.split(".")[0] in project]
+    guarded = [s.name for s in specs if s.lambda_asset] + own
+    shipped = asset.shipped_modules() if guarded else None
+    return {} if shipped is None else dict.fromkeys(guarded, shipped)
 
 
 def _function_ref(given: str, qualifier: str | None) -> tuple[str, str | None]:
