@@ -22,9 +22,11 @@ from botocore.exceptions import BotoCoreError, ClientError
 from click.core import ParameterSource
 
 from holiday.config import Settings
+from holiday.functions import MEMORY_MB
 from holiday.models import RunType, TripRecord
 from holiday.storage import DynamoLedger, Row
 from holiday_tools.chaos import EVERY_SCENARIO
+from holiday_tools.cost import DEFAULT_COLD_START_PERCENT, DEFAULT_VOLUMES, parse_volumes, run_cost_command
 from holiday_tools.devstack import LOCAL_ACCOUNT, LocalStack, Mode, Ports, StackError
 from holiday_tools.ingress import FAILED_TRIP_STATUS, Ingress, IngressRefused, failure_reason, message, undone
 from holiday_tools.text import format_table, plural, wrap
@@ -588,6 +590,27 @@ def chaos(trips: int, concurrency: int, scenarios: tuple[str, ...], modes: tuple
     "naming the failed step). status: 200 for a clean trip, any 4xx or 5xx for an injected failure, for a saga "
     "other than this project's, such as the original. A wrong answer is never throughput.",
 )
+@click.option(
+    "--memory",
+    "memories",
+    default="",
+    help="Lambda mode: the functions' memory in MB, a comma-separated list to compare, e.g. 512,1024,1769. Each "
+    "size gets a fresh stack whose workers have CPU in proportion, as on Lambda (one core at 1,769 MB; Linux "
+    "with a cgroup cpu controller, else one line says the sizes differ in price only). [default: the deployed "
+    "size, CPU not limited]",
+)
+@click.option(
+    "--snapstart",
+    is_flag=True,
+    help="Lambda mode: the local runtime starts the functions' workers as SnapStart does (one import per "
+    "version, each worker forked from it); the report shows restores beside inits.",
+)
+@click.option(
+    "--dates",
+    is_flag=True,
+    help="Each request names its departure, as a booking form would. Without it the saga fills in the dates "
+    "from a durable clock read: on Lambda, one more invocation of the trips function per trip.",
+)
 @token_option
 @insecure_option
 @click.option("--warmup", default=30, show_default=True, help="Reservations sent first and not counted.")
@@ -604,6 +627,9 @@ def bench(
     ingresses: tuple[IngressUrl, ...],
     rounds: int,
     judge: str,
+    memories: str,
+    snapstart: bool,
+    dates: bool,
     token: str | None,
     insecure: bool,
     warmup: int,
@@ -657,6 +683,9 @@ def bench(
             nodes=sizes,
             rounds=rounds,
             judge=judge,
+            dates=dates,
+            memories=_sizes(memories),
+            snapstart=snapstart,
         )
     except IngressRefused as refused:
         where = refused.ingress if ingresses else "the local stack"
@@ -666,6 +695,66 @@ def bench(
     except (ValueError, StackError) as err:
         _fail(str(err))
     click.echo(output)
+
+
+@main.command()
+@click.option(
+    "--from",
+    "source",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The output of `holiday bench --mode lambda --json` to take the Lambda counts from "
+    "[default: a recorded measurement].",
+)
+@click.option(
+    "--concurrency", type=click.IntRange(min=1), help="With --from: the run at this concurrency [default: the first]."
+)
+@click.option(
+    "--trips", default=DEFAULT_VOLUMES, show_default=True, help="Trips a month; a comma-separated list prices each."
+)
+@click.option(
+    "--memory",
+    default=MEMORY_MB,
+    show_default=True,
+    type=click.IntRange(128, 10240),
+    help="The functions' memory in MB; GB-seconds are scaled from the measured memory at the same billed time.",
+)
+@click.option(
+    "--snapstart",
+    is_flag=True,
+    help="Price Lambda SnapStart: a cached snapshot per function, a restore per cold start.",
+)
+@click.option(
+    "--cold-starts",
+    default=DEFAULT_COLD_START_PERCENT,
+    show_default=True,
+    type=click.FloatRange(0, 100),
+    help="With --snapstart: the percent of invocations that start a new execution environment (a restore).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+def cost(
+    source: Path | None,
+    concurrency: int | None,
+    trips: str,
+    memory: int,
+    snapstart: bool,
+    cold_starts: float,
+    as_json: bool,
+) -> None:
+    """What a million clean trips cost, and a month at each volume: this project on Lambda with Restate beside
+    the same saga on Step Functions, at public us-east-1 prices."""
+    try:
+        output = run_cost_command(source, concurrency, parse_volumes(trips), memory, snapstart, cold_starts, as_json)
+    except ValueError as err:
+        _fail(str(err))
+    click.echo(output)
+
+
+def _sizes(memories: str) -> list[int]:
+    """`512,1024` -> [512, 1024], or a usage error naming what is wrong."""
+    try:
+        return [int(mb) for mb in memories.split(",") if mb.strip()]
+    except ValueError:
+        _fail(f"--memory wants sizes in MB separated by commas, like 512,1024,1769; got {memories!r}")
 
 
 @main.command()

@@ -82,11 +82,16 @@ class Ingress:
         *,
         idempotency_key: str | None = None,
         path: str = RESERVE_PATH,
+        depart_at: str | None = None,
     ) -> httpx.Response:
-        """Ask for a trip (`path`: the saga's, or another that takes the same body, such as the null saga's)."""
+        """Ask for a trip (`path`: the saga's, or another that takes the same body, such as the null saga's).
+
+        Without `depart_at` (ISO 8601) the saga fills in the trip's dates from the clock."""
         body: dict[str, Any] = {"trip_id": trip_id, "run_type": run_type.value if run_type else None}
         if trip_id is None:
             del body["trip_id"]
+        if depart_at is not None:
+            body["depart_at"] = depart_at
         headers = {"idempotency-key": idempotency_key} if idempotency_key else {}
         return self.request("POST", path, json=body, headers=headers)
 

@@ -36,7 +36,8 @@ import sys
 import tempfile
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -44,7 +45,8 @@ import click
 import httpx
 
 from holiday.functions import MEMORY_MB
-from holiday.models import RunType
+from holiday.models import RunType, TripRequest
+from holiday.planning import default_times
 from holiday_tools.bench.cost import lambda_cost
 from holiday_tools.bench.cpu import CpuUnknown, cpu_seconds
 from holiday_tools.bench.load import JUDGES, BenchResult, Judge, parse_mix, run_load
@@ -77,6 +79,7 @@ class Plan:
     token: str | None = None
     insecure: bool = False
     judge: Judge = judge
+    depart_at: str | None = None  # every request's, as a booking form sends; None: the saga's default dates
 
 
 def _no_figures() -> dict[str, Any]:
@@ -94,6 +97,7 @@ class Target:
     lambda_stats: Callable[[], dict[str, Any]] = _no_figures
     nodes: int = 1
     no_cpu: str | None = None  # why the CPU of a running ingress cannot be counted
+    memory_mb: int | None = None  # a local stack's functions' memory, when the bench compares sizes
 
 
 def run_bench_command(
@@ -112,6 +116,9 @@ def run_bench_command(
     nodes: Sequence[int] = (1,),
     rounds: int = 1,
     judge: str = "strict",
+    dates: bool = False,
+    memories: Sequence[int] = (),
+    snapstart: bool = False,
 ) -> str:
     """What `holiday bench` does: start a stack unless given ingresses, warm up, measure, report.
 
@@ -120,9 +127,15 @@ def run_bench_command(
     With several `nodes` (1 and 3), a fresh stack of each size in turn gets the same load.
     With several `ingresses`, each gets the same load in turn, `rounds` times, and is compared with the
     first; the null saga is this project's, so there is no `baseline`. `token` and `insecure` are for given
-    ingresses: see `run_load`. Neither is ever part of the report.
+    ingresses: see `run_load`. Neither is ever part of the report. With `dates`, every request names its
+    departure (the saga's default, 14 days ahead), so the saga reads no clock. With `memories` (lambda mode), a
+    fresh stack at each memory size in turn, each worker held to that size's share of a core as on Lambda;
+    with `snapstart`, the local runtime starts the functions' workers as SnapStart does.
     """
     plan = _plan(count, concurrencies, mix_spec, baseline, rounds, judge, warmup, token, insecure)
+    if dates:
+        depart_at = default_times(TripRequest(), datetime.now(UTC))["depart_at"]
+        plan = replace(plan, depart_at=depart_at.isoformat())
     if not nodes or any(n not in (1, 3) for n in nodes) or len(set(nodes)) != len(nodes):
         raise ValueError(f"nodes: 1, 3 or both (a single node, a 3-node cluster); got {','.join(map(str, nodes))}")
     if ingresses and tuple(nodes) != (1,):
@@ -132,11 +145,19 @@ def run_bench_command(
             "--baseline drives the null saga, which only this project's local stack has: with several --ingress "
             "there is none to compare with. Leave --baseline out; the ingresses are compared with the first."
         )
+    if (memories or snapstart) and (mode != "lambda" or ingresses):
+        raise ValueError("--memory and --snapstart are for the local stack in lambda mode: add --mode lambda")
+    if memories and len(nodes) > 1:
+        raise ValueError("compare memory sizes or node counts, one at a time")
+    if any(not 128 <= mb <= 10240 for mb in memories) or len(set(memories)) != len(memories):
+        raise ValueError(f"--memory wants different sizes in MB, 128 to 10240 as on Lambda; got {list(memories)}")
     results: list[BenchResult] = []
     if ingresses:
         results += _bench([_given(ingress, mode) for ingress in ingresses], plan)
     for size in nodes if not ingresses else ():
-        results += _bench_local(project_dir, mode, size, plan)
+        sizes: list[int | None] = [*memories] or [None]  # None: the deployed size, CPU not limited
+        for memory_mb in sizes:
+            results += _bench_local(project_dir, mode, size, plan, memory_mb, snapstart)
     if as_json:
         return json_report(results, mode, several_sizes=len(nodes) > 1, several_ingresses=len(ingresses) > 1)
     return format_results(results)
@@ -178,8 +199,11 @@ def _given(ingress: IngressUrl, mode: Mode) -> Target:
     return Target(label, [ingress.url], cpu)
 
 
-def _bench_local(project_dir: Path, mode: Mode, size: int, plan: Plan) -> list[BenchResult]:
-    """Start a fresh local stack of `size` nodes, bench it, stop it."""
+def _bench_local(
+    project_dir: Path, mode: Mode, size: int, plan: Plan, memory_mb: int | None, snapstart: bool
+) -> list[BenchResult]:
+    """Start a fresh local stack of `size` nodes, bench it, stop it. With `memory_mb`, its functions have that
+    memory and CPU in proportion to it."""
     ports = Ports.free()
     stack = LocalStack(
         project_dir,
@@ -188,16 +212,19 @@ def _bench_local(project_dir: Path, mode: Mode, size: int, plan: Plan) -> list[B
         mode=mode,
         nodes=size,
         node_ports=NodePorts.free(ports, size),
+        lambda_memory_mb=memory_mb or MEMORY_MB,
+        lambda_limit_cpu=memory_mb is not None,
+        lambda_snapstart=snapstart,
     )
     try:
         stack.start()
-        return _bench([_local(stack, mode)], plan)
+        return _bench([_local(stack, mode, memory_mb)], plan)
     finally:
         stack.stop()
         shutil.rmtree(stack.data_dir, ignore_errors=True)
 
 
-def _local(stack: LocalStack, mode: Mode) -> Target:
+def _local(stack: LocalStack, mode: Mode, memory_mb: int | None) -> Target:
     """A stack the bench started: its processes' CPU, and in lambda mode its runtime's counts."""
 
     def cpu() -> dict[str, float]:
@@ -215,7 +242,7 @@ def _local(stack: LocalStack, mode: Mode) -> Target:
         stats: dict[str, Any] = httpx.get(f"{stack.services_url}/local/stats", timeout=10).json()
         return stats
 
-    return Target(f"holiday ({mode})", stack.ingress_urls, cpu, lambda_stats, stack.nodes)
+    return Target(f"holiday ({mode})", stack.ingress_urls, cpu, lambda_stats, stack.nodes, memory_mb=memory_mb)
 
 
 def _bench(targets: list[Target], plan: Plan) -> list[BenchResult]:
@@ -263,6 +290,7 @@ def _send(
         token=plan.token,
         insecure=plan.insecure,
         judge=plan.judge,
+        depart_at=plan.depart_at,
     )
 
 
@@ -271,6 +299,7 @@ def _measure(target: Target, plan: Plan, path: str, label: str, concurrency: int
     no_cpu = target.no_cpu
     cpu_before, stats_before = _cpu(target), target.lambda_stats()
     nodes = "" if target.nodes == 1 else f" ({target.nodes} nodes)"
+    nodes += "" if target.memory_mb is None else f" ({target.memory_mb} MB)"
     rounds = "" if plan.rounds == 1 else f", round {round_} of {plan.rounds}"
     with click.progressbar(length=plan.count, label=f"{label}{nodes}{rounds}", file=sys.stderr) as bar:
         lock = threading.Lock()
@@ -286,8 +315,9 @@ def _measure(target: Target, plan: Plan, path: str, label: str, concurrency: int
     else:
         result.cpu_seconds = {name: used - cpu_before.get(name, 0.0) for name, used in cpu_after.items()}
     if stats_after:
-        result.lambda_stats = lambda_cost(stats_before, stats_after, plan.count, MEMORY_MB)
+        result.lambda_stats = lambda_cost(stats_before, stats_after, plan.count)
     result.nodes, result.round, result.no_cpu = target.nodes, round_, no_cpu
+    result.memory_mb = target.memory_mb
     return result
 
 

@@ -46,6 +46,7 @@ class BenchResult:
     nodes: int = 1  # restate-server nodes of the stack that served the run
     round: int = 1  # of the same run, with `--rounds`
     no_cpu: str | None = None  # why the CPU of the processes is not counted
+    memory_mb: int | None = None  # the functions' memory, when the bench compares sizes
 
     @property
     def throughput(self) -> float:
@@ -68,6 +69,7 @@ class BenchResult:
         return {
             "label": self.label,
             "nodes": self.nodes,
+            "memory_mb": self.memory_mb,
             "round": self.round,
             "count": self.count,
             "concurrency": self.concurrency,
@@ -122,8 +124,11 @@ def run_load(
     token: str | None = None,
     insecure: bool = False,
     judge: Judge = judge,
+    depart_at: str | None = None,
 ) -> BenchResult:
     """Send `count` reservations, `concurrency` at a time; time every answer, then `judge` it.
+
+    Each names `depart_at` when given; otherwise the saga reads its clock for the default dates.
 
     Several ingresses (the nodes of a cluster) take the reservations in turn, as behind a load balancer.
     `token` is the ingress key, sent with each request; `insecure` accepts a self-signed certificate.
@@ -144,7 +149,7 @@ def run_load(
             api = ingresses[index % len(ingresses)]
             started = time.perf_counter()
             try:
-                answer: httpx.Response | str = api.reserve(trip_id, run_type, path=path)
+                answer: httpx.Response | str = api.reserve(trip_id, run_type, path=path, depart_at=depart_at)
             except IngressRefused as refusal:
                 refused.append(refusal)
                 return None

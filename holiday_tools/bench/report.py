@@ -84,6 +84,8 @@ def format_results(results: list[BenchResult]) -> str:
         _first_ratios(results),
         _cpu(results),
         _lambda_cost(results),
+        _memory_sizes(results),
+        _cold_starts(results),
     ]
     return "\n\n".join("\n".join(section) for section in sections if section)
 
@@ -94,6 +96,8 @@ def _key_columns(results: list[BenchResult]) -> list[tuple[str, Callable[[BenchR
     columns: list[tuple[str, Callable[[BenchResult], str]]] = [("run", lambda r: r.label)]
     if len({r.nodes for r in results}) > 1:
         columns.append(("nodes", lambda r: str(r.nodes)))
+    if len({r.memory_mb for r in results}) > 1:
+        columns.append(("MB", lambda r: str(r.memory_mb)))
     if len({r.round for r in results}) > 1:
         columns.append(("round", lambda r: str(r.round)))
     return [*columns, ("at once", lambda r: str(r.concurrency))]
@@ -205,11 +209,71 @@ def _lambda_cost(results: list[BenchResult]) -> list[str]:
             *_key(r, measured),
             f"{r.lambda_stats['invocations_per_1000_trips']:.0f}",
             f"{r.lambda_stats['gb_seconds_per_1000_trips']:.1f}",
+            f"{r.lambda_stats['billed_ms_per_trip']:.1f}",
+            f"{r.lambda_stats['usd_per_million_trips']:.2f}",
         )
         for r in measured
     ]
-    table = format_table((*_header(measured), "invocations", "GB-s"), rows)
-    return [f"Lambda per 1,000 trips, at {measured[0].lambda_stats['memory_mb']} MB:", *table]
+    table = format_table((*_header(measured), "invocations", "GB-s", "billed ms/trip", "$/1M trips"), rows)
+    sizes = {r.lambda_stats["memory_mb"] for r in measured}
+    at = f"at {sizes.pop()} MB" if len(sizes) == 1 else "at each size"
+    return [f"Lambda per 1,000 trips {at} (billed ms and price per trip: arm64 requests and GB-s):", *table]
+
+
+def _memory_sizes(results: list[BenchResult]) -> list[str]:
+    """The saga at each memory size side by side, and the price of each over the first's; one line more if the
+    machine could not hold the workers to their sizes' CPU (then only the price differs)."""
+    runs = [r for r in results if r.memory_mb is not None and r.lambda_stats and r.label != NULL_LABEL]
+    if len({r.memory_mb for r in runs}) < 2:
+        return []
+    base = runs[0].lambda_stats["usd_per_million_trips"]
+    rows = [
+        (
+            str(r.memory_mb),
+            str(r.concurrency),
+            f"{r.percentile(50):.1f}",
+            f"{r.percentile(99):.1f}",
+            f"{r.lambda_stats['billed_ms_per_trip']:.1f}",
+            f"{r.lambda_stats['usd_per_million_trips']:.2f}",
+            f"{r.lambda_stats['usd_per_million_trips'] / base:.2f}x" if base else "-",
+        )
+        for r in runs
+    ]
+    header = ("MB", "at once", "p50 ms", "p99 ms", "billed ms/trip", "$/1M trips", "price")
+    table = ["The saga at each memory size (CPU in proportion, as on Lambda):", *format_table(header, rows)]
+    unlimited = next((r.lambda_stats["cpu_note"] for r in runs if not r.lambda_stats["cpu_limited"]), None)
+    return [*table, *([f"CPU was not limited ({unlimited}): the sizes differ in price only."] if unlimited else [])]
+
+
+def _cold_starts(results: list[BenchResult]) -> list[str]:
+    """Each function's inits (and restores, with SnapStart) since its stack started, from each stack's last run."""
+    last: dict[tuple[int, int | None], BenchResult] = {}
+    for r in results:
+        if r.lambda_stats.get("cold_starts"):
+            last[r.nodes, r.memory_mb] = r
+    if not last:
+        return []
+    several = len(last) > 1
+    rows = [
+        (
+            *((str(r.memory_mb),) if several else ()),
+            name,
+            str(c["inits"]),
+            f"{c['init_ms_mean']:.0f}",
+            f"{c['init_ms_max']:.0f}",
+            str(c["restores"]),
+            f"{c['restore_ms_mean']:.0f}" if c["restores"] else "-",
+            f"{c['first_ms_mean']:.0f}",
+        )
+        for r in last.values()
+        for name, c in r.lambda_stats["cold_starts"].items()
+    ]
+    header = (
+        *(("MB",) if several else ()),
+        *("function", "inits", "init ms", "max ms", "restores", "restore ms", "1st call ms"),
+    )
+    legend = "init: the handler's import, to ready; restore: SnapStart's; 1st call: a new worker's first."
+    return ["Cold starts since the stack started:", *format_table(header, rows), legend]
 
 
 def json_report(results: list[BenchResult], mode: Mode, *, several_sizes: bool, several_ingresses: bool) -> str:

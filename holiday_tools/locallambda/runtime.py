@@ -149,6 +149,8 @@ class Stats:
     restores: int = 0  # SnapStart: cold starts of workers forked from the zygote, fork to ready
     restore_ms: float = 0.0
     restore_ms_max: float = 0.0
+    # The first invocation of each new worker: on Lambda, what a cold start adds to the request beside the init.
+    first_ms: float = 0.0
 
     def add(self, other: Stats) -> None:
         for counter in fields(self):
@@ -265,6 +267,7 @@ class Worker:
         self.cgroup = cgroup
         self.busy = False
         self.used = False
+        self.first = False  # taken its first invocation, which has not ended yet
         self.init_ms = 0.0  # its handler's import
         self.restore_ms: float | None = None  # SnapStart: fork to ready
 
@@ -460,6 +463,9 @@ class FunctionPool:
             if failed:
                 self.stats.errors += 1
             self.stats.billed_ms += seconds * 1000
+            if worker.first:
+                worker.first = False
+                self.stats.first_ms += seconds * 1000
             if worker.alive and not self._stopped:
                 self._hand_over(worker)
             else:
@@ -469,7 +475,7 @@ class FunctionPool:
     def _assign(self, worker: Worker) -> None:
         worker.busy = True
         if not worker.used:
-            worker.used = True
+            worker.used = worker.first = True
             self.stats.cold_starts += 1
             if worker.restore_ms is None:
                 self.stats.count_init(worker.init_ms)

@@ -21,6 +21,7 @@ from holiday_tools.bench.report import NULL_LABEL, format_results, ratio_to_null
 from holiday_tools.cli import main
 from holiday_tools.devstack import LocalStack
 from holiday_tools.ingress import judge, judge_status
+from holiday_tools.locallambda.cgroups import find_controller
 from tests.support import PROJECT_DIR, json_server
 
 
@@ -62,7 +63,22 @@ def test_the_report_is_tables_within_100_columns() -> None:
     result = BenchResult("holiday (lambda)", 300, 32, 5.6, [586.0] * 299 + [1304.0], Counter(success=299))
     result.outcomes["unexpected error"] = 1
     result.cpu_seconds = {"aws": 3.6, "restate": 2.1, "services": 4.2}
-    result.lambda_stats = {"memory_mb": 1024, "invocations_per_1000_trips": 14300.0, "gb_seconds_per_1000_trips": 149.2}
+    result.lambda_stats = {
+        "memory_mb": 1024,
+        "invocations_per_1000_trips": 14300.0,
+        "gb_seconds_per_1000_trips": 149.2,
+        "billed_ms_per_trip": 149.2,
+        "usd_per_million_trips": 4.85,
+        "cold_starts": {
+            "holiday-trips": {
+                "inits": 2,
+                "init_ms_mean": 141.2,
+                "init_ms_max": 150.0,
+                "restores": 0,
+                "first_ms_mean": 90,
+            }
+        },
+    }
     report = format_results([result])
     assert max(map(len, report.splitlines())) <= 100
     assert report.split("\n\n") == [
@@ -71,19 +87,42 @@ def test_the_report_is_tables_within_100_columns() -> None:
         "CPU seconds by process:\n"
         "run               at once  aws  restate  services  all  ms per trip\n"
         "holiday (lambda)       32  3.6      2.1       4.2  9.9         33.0",
-        "Lambda per 1,000 trips, at 1024 MB:\n"
-        "run               at once  invocations   GB-s\n"
-        "holiday (lambda)       32        14300  149.2",
+        "Lambda per 1,000 trips at 1024 MB (billed ms and price per trip: arm64 requests and GB-s):\n"
+        "run               at once  invocations   GB-s  billed ms/trip  $/1M trips\n"
+        "holiday (lambda)       32        14300  149.2           149.2        4.85",
+        "Cold starts since the stack started:\n"
+        "function       inits  init ms  max ms  restores  restore ms  1st call ms\n"
+        "holiday-trips      2      141     150         0           -           90\n"
+        "init: the handler's import, to ready; restore: SnapStart's; 1st call: a new worker's first.",
     ]
 
 
 def test_lambda_cost_per_thousand_trips() -> None:
     before = {"holiday-trips": {"invocations": 10, "billed_ms": 1000.0}}
-    after = {"holiday-trips": {"invocations": 110, "billed_ms": 6000.0}}
-    cost = lambda_cost(before, after, trips=10, memory_mb=1024)
-    # 100 invocations for 10 trips; 5 s at 1 GB for 10 trips.
+    after = {
+        "holiday-trips": {
+            **{"invocations": 110, "billed_ms": 6000.0, "memory_mb": 512, "cpu_limited": True, "cpu_note": None},
+            **{"inits": 2, "init_ms": 300.0, "init_ms_max": 200.0, "restores": 0, "restore_ms": 0.0},
+            **{"cold_starts": 2, "first_ms": 100.0},
+        }
+    }
+    cost = lambda_cost(before, after, trips=10)
+    # 100 invocations for 10 trips; 5 s at half a GB for 10 trips.
     assert cost["invocations_per_1000_trips"] == 10_000
-    assert cost["gb_seconds_per_1000_trips"] == 500.0
+    assert cost["gb_seconds_per_1000_trips"] == 250.0
+    assert cost["billed_ms_per_trip"] == 500.0
+    # 10 requests at $0.20 a million, 0.25 GB-s at $0.0000133334: $2 + $3.33 a million trips.
+    assert cost["usd_per_million_trips"] == 5.33
+    assert cost["cold_starts"] == {
+        "holiday-trips": {
+            "inits": 2,
+            "init_ms_mean": 150.0,
+            "init_ms_max": 200.0,
+            "restores": 0,
+            "restore_ms_mean": 0.0,
+            "first_ms_mean": 50.0,
+        }
+    }
 
 
 def test_cpu_seconds_of_a_running_process_grow() -> None:
@@ -387,3 +426,27 @@ def test_holiday_bench_compares_two_ingresses_round_by_round(stack: LocalStack) 
     else:
         lambdas = "its deployments are Lambda functions (ARNs)."
         assert cpu == [f"No CPU figures for {label}: {lambdas}" for label in "AB"]
+
+
+def test_holiday_bench_in_lambda_mode_compares_memory_sizes_and_shows_cold_starts_and_restores() -> None:
+    """Two sizes, SnapStart on: each its own stack, held to its share of a core where the machine allows it
+    (and where it does not, the report says so), with the price, the inits and SnapStart's restores."""
+    args = ["--mode", "lambda", "--memory", "512,1769", "--snapstart", "--dates", "--no-baseline"]
+    result = CliRunner().invoke(main, ["bench", *args, "--count", "4", "--concurrency", "1", "--warmup", "2", "--json"])
+    assert result.exit_code == 0, result.output
+    runs = json.loads(result.stdout)["runs"]
+    assert [(run["memory_mb"], run["outcomes"]) for run in runs] == [(512, {"success": 4}), (1769, {"success": 4})]
+    controller, why = find_controller()  # None where the machine cannot limit CPU, and why
+    for run in runs:
+        figures = run["lambda"]
+        assert figures["memory_mb"] == run["memory_mb"]
+        assert figures["cpu_limited"] == (controller is not None), (figures["cpu_note"], why)
+        assert min(figures["usd_per_million_trips"], figures["billed_ms_per_trip"]) > 0
+        starts = figures["cold_starts"]
+        for name in ("holiday-trips", "holiday-flights", "holiday-cars", "holiday-payments"):
+            # One import per published version (the registered one), and every worker restored from it.
+            assert starts[name]["inits"] == 1, starts[name]
+            assert starts[name]["restores"] >= 1, starts[name]
+            assert min(starts[name]["init_ms_mean"], starts[name]["restore_ms_mean"]) > 0, starts[name]
+    # A size's price grows with its memory at about the same billed time.
+    assert runs[1]["lambda"]["usd_per_million_trips"] > runs[0]["lambda"]["usd_per_million_trips"]
