@@ -606,6 +606,19 @@ def chaos(trips: int, concurrency: int, scenarios: tuple[str, ...], modes: tuple
     "version, each worker forked from it); the report shows restores beside inits.",
 )
 @click.option(
+    "--cold-starts",
+    type=click.IntRange(min=1),
+    help="Instead of a load: start this many fresh workers of each function, one at a time, as the local Lambda "
+    "runtime starts them, and print the median init (the handler's import) at the deployed memory (or the one "
+    "--memory size), with CPU in proportion where the machine allows it.",
+)
+@click.option(
+    "--against",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="With --cold-starts: another checkout's root (e.g. a `git worktree` of an older commit), whose functions "
+    "start in turn with this checkout's, and the ratio of the two.",
+)
+@click.option(
     "--dates",
     is_flag=True,
     help="Each request names its departure, as a booking form would. Without it the saga fills in the dates "
@@ -629,6 +642,8 @@ def bench(
     judge: str,
     memories: str,
     snapstart: bool,
+    cold_starts: int | None,
+    against: Path | None,
     dates: bool,
     token: str | None,
     insecure: bool,
@@ -638,6 +653,10 @@ def bench(
     """Measure trips/s and latency against the null saga, with CPU per process and Lambda cost; or compare
     running ingresses (this project's and the original's, say) under the same load."""
     from holiday_tools.bench import run_bench_command
+
+    if cold_starts is not None or against is not None:
+        _cold_starts(cold_starts, against, _sizes(memories))
+        return
 
     if len(ingresses) > 1 and ctx.get_parameter_source("baseline") is ParameterSource.DEFAULT:
         baseline = False  # the null saga is this project's: several ingresses are compared with each other
@@ -747,6 +766,22 @@ def cost(
     except ValueError as err:
         _fail(str(err))
     click.echo(output)
+
+
+def _cold_starts(count: int | None, against: Path | None, sizes: list[int]) -> None:
+    """`holiday bench --cold-starts N [--against DIR] [--memory MB]`."""
+    from holiday_tools.bench.coldstart import ColdStartError, format_inits, measure_inits
+
+    if count is None:
+        _fail("--against compares cold starts: give --cold-starts N too")
+    if len(sizes) > 1:
+        _fail("--cold-starts measures at one memory size: give --memory one size, or none for the deployed one")
+    memory_mb = sizes[0] if sizes else MEMORY_MB
+    try:
+        inits = measure_inits(count, against, memory_mb, limit_cpu=True)
+    except ColdStartError as err:
+        _fail(str(err))
+    click.echo(format_inits(inits, memory_mb))
 
 
 def _sizes(memories: str) -> list[int]:

@@ -407,16 +407,7 @@ class FunctionPool:
         self.region = region
         # As on Lambda, SnapStart applies to published versions only: `$LATEST` is initialised on demand.
         self.launch = replace(launch, snapstart=launch.snapstart and deployed.version != LATEST)
-        self.env = {
-            **env,
-            "AWS_LAMBDA_FUNCTION_NAME": spec.name,
-            "AWS_LAMBDA_FUNCTION_VERSION": deployed.version,
-            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_mb),
-            "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{spec.name}",
-            "AWS_REGION": region,
-            "AWS_LAMBDA_INITIALIZATION_TYPE": "snap-start" if self.launch.snapstart else "on-demand",
-            "PYTHONUNBUFFERED": "1",
-        }
+        self.env = environment(deployed, env, region, self.launch.snapstart)
         self.workers: list[Worker] = []  # ready ones, busy or idle
         self.stats = Stats()
         self._idle: list[Worker] = []  # never non-empty while invocations wait
@@ -640,7 +631,7 @@ class LocalLambda:
         self.server = QuietServer((host, port), ApiHandler)
         self.spawner = Spawner(cold_starts=CORES)
         self.cpu = CpuLimits.start() if limit_cpu else CpuLimits.off()
-        self.launch = Launch(self.spawner, self.cpu, snapstart, _assets(specs))
+        self.launch = Launch(self.spawner, self.cpu, snapstart, assets_of(specs))
         self.versions = VersionStore({s.name: s.handler for s in specs}, region, state_dir)
         self.pools: dict[tuple[str, str], FunctionPool] = {}  # by (function, version), made at its first call
         self._every_pool: list[FunctionPool] = []  # retired ones too: their counts, and workers still finishing
@@ -812,7 +803,22 @@ class LocalLambda:
             _reply(request, 404, {"message": f"no such path {path}"}, {})
 
 
-def _assets(specs: list[FunctionSpec]) -> dict[str, frozenset[str]]:
+def environment(deployed: Deployed, base: dict[str, str], region: str, snapstart: bool) -> dict[str, str]:
+    """`base` and the variables Lambda sets in a function version's execution environments."""
+    spec = deployed.spec
+    return {
+        **base,
+        "AWS_LAMBDA_FUNCTION_NAME": spec.name,
+        "AWS_LAMBDA_FUNCTION_VERSION": deployed.version,
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_mb),
+        "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{spec.name}",
+        "AWS_REGION": region,
+        "AWS_LAMBDA_INITIALIZATION_TYPE": "snap-start" if snapstart else "on-demand",
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+def assets_of(specs: list[FunctionSpec]) -> dict[str, frozenset[str]]:
     """The modules each guarded function's asset ships (see `FunctionSpec.lambda_asset`), worked out once."""
     project = asset.project_packages() if any(s.lambda_asset is None for s in specs) else frozenset()
     own = [s.name for s in specs if s.lambda_asset is None and s.handler.split(".")[0] in project]

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -450,3 +452,26 @@ def test_holiday_bench_in_lambda_mode_compares_memory_sizes_and_shows_cold_start
             assert min(starts[name]["init_ms_mean"], starts[name]["restore_ms_mean"]) > 0, starts[name]
     # A size's price grows with its memory at about the same billed time.
     assert runs[1]["lambda"]["usd_per_million_trips"] > runs[0]["lambda"]["usd_per_million_trips"]
+
+
+def test_holiday_bench_cold_starts_compares_this_checkouts_inits_with_another(tmp_path: Path) -> None:
+    shutil.copytree(PROJECT_DIR / "holiday", tmp_path / "holiday", ignore=shutil.ignore_patterns("__pycache__"))
+    result = CliRunner().invoke(main, ["bench", "--cold-starts", "1", "--against", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == "Init, the handler's import to ready (median ms, at 1024 MB):"
+    assert lines[1].split() == ["function", "starts", "this", "checkout", "ms", f"{tmp_path}", "ms", "ratio"]
+    rows = {line.split()[0]: line.split()[1:] for line in lines[2:6]}
+    assert list(rows) == ["holiday-trips", "holiday-flights", "holiday-cars", "holiday-payments"]
+    for starts, ours, theirs, ratio in rows.values():
+        assert starts == "1"
+        assert min(float(ours), float(theirs)) > 0
+        # The ratio of the medians, before they were rounded for the table.
+        assert abs(float(ratio.removesuffix("x")) - float(ours) / float(theirs)) < 0.02
+
+
+def test_holiday_bench_cold_starts_refuses_a_directory_without_functions(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["bench", "--cold-starts", "1", "--against", str(tmp_path)])
+    assert result.exit_code != 0
+    said = " ".join(result.output.split())  # as wrapped to the terminal
+    assert f"{tmp_path} holds no holiday/functions/: give the root of another checkout" in said
