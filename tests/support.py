@@ -21,14 +21,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeVar
 
+import boto3
 import httpx
 import psutil
 from boto3.dynamodb.types import TypeDeserializer
+from botocore.config import Config
 
 from holiday.models import RowStatus
 from holiday_tools import release
 from holiday_tools.chaos.load import ScenarioResult
-from holiday_tools.devstack import LOCAL_ACCOUNT, LocalStack
+from holiday_tools.devstack import HOST, LOCAL_ACCOUNT, LocalStack
+from holiday_tools.locallambda.runtime import LocalLambda
 
 T = TypeVar("T")
 PROJECT_DIR = Path(__file__).resolve().parents[1]
@@ -283,3 +286,21 @@ def assert_every_trip_settled_once(result: ScenarioResult) -> None:
         result.failing,
     )
     assert result.report.stuck_invocations == []
+
+
+def lambda_client(runtime: LocalLambda, read_timeout: int = 30) -> Any:
+    """A boto3 Lambda client of a local Lambda runtime running in this process, with no retries of its own."""
+    return boto3.client(
+        "lambda",
+        endpoint_url=f"http://{HOST}:{runtime.server.server_address[1]}",
+        region_name="eu-west-1",
+        aws_access_key_id="local",
+        aws_secret_access_key="local",
+        config=Config(retries={"max_attempts": 1}, read_timeout=read_timeout),
+    )
+
+
+def invoke(client: Any, name: str, event: Any = None) -> tuple[str | None, Any]:
+    """Invoke `name` with `event`: its FunctionError (None if it answered) and its payload."""
+    response = client.invoke(FunctionName=name, Payload=json.dumps(event or {}).encode())
+    return response.get("FunctionError"), json.loads(response["Payload"].read())

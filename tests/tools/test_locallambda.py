@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import socket
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from holiday_tools.devstack import HOST, Ports
 from holiday_tools.locallambda.runtime import FunctionSpec, LocalLambda
-from tests.support import PROJECT_DIR
+from tests.support import PROJECT_DIR, invoke, lambda_client
 
 
 @pytest.fixture(scope="module")
@@ -32,20 +29,7 @@ def runtime() -> Iterator[LocalLambda]:
 
 @pytest.fixture(scope="module")
 def client(runtime: LocalLambda) -> Any:
-    port = runtime.server.server_address[1]
-    return boto3.client(
-        "lambda",
-        endpoint_url=f"http://{HOST}:{port}",
-        region_name="eu-west-1",
-        aws_access_key_id="local",
-        aws_secret_access_key="local",
-        config=Config(retries={"max_attempts": 1}, read_timeout=30),
-    )
-
-
-def invoke(client: Any, name: str, event: Any = None) -> tuple[str | None, Any]:
-    response = client.invoke(FunctionName=name, Payload=json.dumps(event or {}).encode())
-    return response.get("FunctionError"), json.loads(response["Payload"].read())
+    return lambda_client(runtime)
 
 
 def test_invoke_by_version_arn_or_name_runs_the_handler_on_the_main_thread(client: Any) -> None:

@@ -19,17 +19,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import boto3
 import httpx
 import psutil
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from holiday_tools.devstack import HOST, Ports
 from holiday_tools.locallambda import cgroups
 from holiday_tools.locallambda.runtime import FunctionSpec, LocalLambda, Stats
-from tests.support import PROJECT_DIR, alive, poll
+from tests.support import PROJECT_DIR, alive, invoke, lambda_client, poll
 
 HANDLERS = "tests.tools.coldstart_handlers"
 ENV = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(PROJECT_DIR)}
@@ -46,19 +44,7 @@ def start(specs: list[FunctionSpec], **options: Any) -> LocalLambda:
 
 
 def client_of(runtime: LocalLambda) -> Any:
-    return boto3.client(
-        "lambda",
-        endpoint_url=f"http://{HOST}:{runtime.server.server_address[1]}",
-        region_name="eu-west-1",
-        aws_access_key_id="local",
-        aws_secret_access_key="local",
-        config=Config(retries={"max_attempts": 1}, read_timeout=60),
-    )
-
-
-def invoke(client: Any, name: str, event: Any = None) -> tuple[str | None, Any]:
-    response = client.invoke(FunctionName=name, Payload=json.dumps(event or {}).encode())
-    return response.get("FunctionError"), json.loads(response["Payload"].read())
+    return lambda_client(runtime, read_timeout=60)
 
 
 # --- init time ---------------------------------------------------------------------------------------------
