@@ -178,6 +178,14 @@ def _port_option(name: str, default: int, what: str) -> Callable[[Callable[..., 
     "ingress, admin and fabric ports plus N-1 (env HOLIDAY_NODES).",
 )
 @click.option(
+    "--snapstart",
+    envvar="HOLIDAY_SNAPSTART",
+    is_flag=True,
+    help="lambda mode: start the functions' workers as Lambda SnapStart does, each forked from one import per "
+    "version that ran the before-snapshot hooks, then running the after-restore hooks (Linux; env "
+    "HOLIDAY_SNAPSTART=1).",
+)
+@click.option(
     "--data-dir",
     type=click.Path(path_type=Path),
     default=Path(".holiday"),
@@ -193,12 +201,21 @@ def dev(
     functions_port: int,
     mode: Mode,
     nodes: str,
+    snapstart: bool,
     data_dir: Path,
 ) -> None:
     """Run the whole stack on 127.0.0.1 until Ctrl-C: moto, restate-server and the services."""
+    if snapstart and mode != "lambda":
+        _fail("--snapstart is for the Lambda functions: add --mode lambda (or run make dev-lambda)")
     ports = Ports(aws_port, ingress_port, admin_port, services_port, fabric_port, functions_port)
     stack = LocalStack(
-        Path.cwd(), data_dir.resolve(), ports, services_log_to_terminal=True, mode=mode, nodes=int(nodes)
+        Path.cwd(),
+        data_dir.resolve(),
+        ports,
+        services_log_to_terminal=True,
+        mode=mode,
+        nodes=int(nodes),
+        lambda_snapstart=snapstart,
     )
     # Ctrl-C, SIGTERM and SIGHUP (a closed terminal) all stop the stack the same way; SIGINT
     # even when the shell started us with it ignored (`holiday dev &`).

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import shlex
 import subprocess
+from pathlib import Path
 
 import httpx
 import pytest
@@ -203,3 +204,25 @@ def test_bench_refuses_a_bad_concurrency_before_starting_anything(levels: str, s
     result = CliRunner().invoke(main, ["bench", "--concurrency", levels])
     assert result.exit_code == 1
     assert says in result.output
+
+
+def test_dev_refuses_snapstart_outside_lambda_mode_before_starting_anything(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["dev", "--snapstart", "--data-dir", str(tmp_path / "data")])
+    assert result.exit_code == 1
+    assert "--snapstart is for the Lambda functions: add --mode lambda" in " ".join(result.output.split())
+    assert not (tmp_path / "data").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--memory", "512"], "--memory and --snapstart are for the local stack in lambda mode"),
+        (["--mode", "lambda", "--memory", "64"], "--memory wants different sizes in MB, 128 to 10240"),
+        (["--mode", "lambda", "--memory", "512,x"], "--memory wants sizes in MB separated by commas"),
+        (["--cold-starts", "1", "--memory", "512,1024"], "--cold-starts measures at one memory size"),
+    ],
+)
+def test_bench_refuses_memory_sizes_it_cannot_compare_before_starting_anything(args: list[str], says: str) -> None:
+    result = CliRunner().invoke(main, ["bench", *args])
+    assert result.exit_code == 1
+    assert says in " ".join(result.output.split())
