@@ -17,15 +17,8 @@ from pathlib import Path
 
 from holiday.functions import FUNCTIONS
 from holiday_tools.locallambda.cgroups import CpuLimits
-from holiday_tools.locallambda.runtime import (
-    Deployed,
-    FunctionSpec,
-    Launch,
-    Spawner,
-    Worker,
-    assets_of,
-    environment,
-)
+from holiday_tools.locallambda.launch import Launch, Spawner, Worker, assets_of, environment
+from holiday_tools.locallambda.spec import Deployed, FunctionSpec
 from holiday_tools.locallambda.versions import LATEST
 from holiday_tools.text import format_table
 

@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-from holiday_tools.locallambda.runtime import FunctionSpec, LocalLambda
+from holiday_tools.locallambda.runtime import LocalLambda
+from holiday_tools.locallambda.spec import FunctionSpec
 
 
 def _stop(*_: object) -> NoReturn:

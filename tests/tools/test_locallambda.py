@@ -12,7 +12,8 @@ import pytest
 from botocore.exceptions import ClientError
 
 from holiday_tools.devstack import HOST, Ports
-from holiday_tools.locallambda.runtime import FunctionSpec, LocalLambda
+from holiday_tools.locallambda.runtime import LocalLambda
+from holiday_tools.locallambda.spec import FunctionSpec
 from tests.support import PROJECT_DIR, invoke, lambda_client
 
 

@@ -26,7 +26,9 @@ from botocore.exceptions import ClientError
 
 from holiday_tools.devstack import HOST, Ports
 from holiday_tools.locallambda import cgroups
-from holiday_tools.locallambda.runtime import FunctionSpec, LocalLambda, Stats
+from holiday_tools.locallambda.pool import Stats
+from holiday_tools.locallambda.runtime import LocalLambda
+from holiday_tools.locallambda.spec import FunctionSpec
 from tests.support import PROJECT_DIR, alive, invoke, lambda_client, poll
 
 HANDLERS = "tests.tools.coldstart_handlers"

@@ -29,7 +29,8 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from holiday_tools.devstack import HOST, Ports
-from holiday_tools.locallambda.runtime import FunctionSpec, LocalLambda
+from holiday_tools.locallambda.runtime import LocalLambda
+from holiday_tools.locallambda.spec import FunctionSpec
 from tests.support import PROJECT_DIR, poll
 
 NAME = "versioned"
