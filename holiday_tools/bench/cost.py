@@ -13,7 +13,8 @@ EMPTY = {"invocations": 0, "billed_ms": 0.0}
 def lambda_cost(stats_before: dict[str, Any], stats_after: dict[str, Any], trips: int) -> dict[str, Any]:
     """Per 1,000 trips, per function and in all, the growth of the local runtime's counts over a run; with
     the functions' memory (the same for all), its price per million trips, and each function's inits so far."""
-    memory_mb = next(iter(stats_after.values()))["memory_mb"]
+    first = next(iter(stats_after.values()))
+    memory_mb = first["memory_mb"]
     per_function = {}
     invocations = billed_ms = 0.0
     for name, after in stats_after.items():
@@ -26,7 +27,6 @@ def lambda_cost(stats_before: dict[str, Any], stats_after: dict[str, Any], trips
             "gb_seconds_per_1000_trips": round(grown_ms / 1000 * memory_mb / 1024 / trips * 1000, 2),
         }
     gb_seconds = billed_ms / 1000 * memory_mb / 1024
-    first = next(iter(stats_after.values()))
     return {
         "memory_mb": memory_mb,
         "functions": per_function,

@@ -10,7 +10,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from holiday_tools.audit import audit
-from holiday_tools.chaos.load import MIX, Background, Call, Profile, ScenarioResult, ask, discard, scenario_stack
+from holiday_tools.chaos.load import (
+    Background,
+    Profile,
+    ScenarioResult,
+    ask,
+    discard,
+    plan_calls,
+    scenario_stack,
+)
 from holiday_tools.chaos.report import format_result
 from holiday_tools.devstack import LocalStack, Mode, Ports, StackError
 from holiday_tools.faultproxy import FaultProxy
@@ -72,7 +80,7 @@ def run_fault_scenario(
     stack = scenario_stack(scenario, mode, project_dir, ports=ports, services_aws_endpoint=proxy.url)
     try:
         stack.start()
-        plan = [Call(f"{scenario}-{i:04d}", rng.choice(MIX)) for i in range(profile.trips)]
+        plan = plan_calls(scenario, rng, profile.trips)
         started = time.monotonic()
         with (
             Ingress(stack.ingress_url, concurrency=profile.concurrency) as api,

@@ -34,7 +34,6 @@ from holiday_tools.audit import audit
 from holiday_tools.chaos import FREEZE
 from holiday_tools.chaos.load import (
     CLUSTER_NODES,
-    MIX,
     Background,
     Call,
     ClusterView,
@@ -44,6 +43,7 @@ from holiday_tools.chaos.load import (
     discard,
     longest_gap,
     node_ingresses,
+    plan_calls,
     scenario_stack,
 )
 from holiday_tools.chaos.report import problem_lines, seconds_text, wrapped
@@ -185,7 +185,7 @@ def run_freeze_scenario(
     cluster = ClusterView(stack)
     try:
         stack.start()
-        calls = [Call(f"{SCENARIO}-{i:04d}", rng.choice(MIX), first=i % CLUSTER_NODES) for i in range(profile.trips)]
+        calls = plan_calls(SCENARIO, rng, profile.trips, CLUSTER_NODES)
         ingresses = node_ingresses(stack, profile.node_timeout_s, profile.concurrency)
         # The trips go out at a steady pace over the whole load, so that some are always on their way.
         pace_s = (warmup_s + freeze_s + after_s) / max(1, profile.trips)

@@ -3,6 +3,7 @@ background thread for the faults, and a cluster's view of itself (leaders, killi
 
 from __future__ import annotations
 
+import random
 import shutil
 import tempfile
 import threading
@@ -153,6 +154,12 @@ class Call:
     answer: httpx.Response | str = ""
     met: list[tuple[float, str]] = field(default_factory=list)  # when, and what, an attempt met instead of an answer
     wrong: str | None = "not answered yet"  # None once the answer is judged right; else what is wrong with it
+
+
+def plan_calls(scenario: str, rng: random.Random, trips: int, nodes: int = 1) -> list[Call]:
+    """A scenario's trips: ids that name it, run_types drawn from `MIX`, and in a cluster of `nodes` each
+    caller starting at the next node in turn (it asks the next one when its node fails it)."""
+    return [Call(f"{scenario}-{i:04d}", rng.choice(MIX), first=i % nodes) for i in range(trips)]
 
 
 def ask(ingresses: Sequence[Ingress], call: Call, within_s: float) -> Call:

@@ -18,7 +18,6 @@ from holiday.storage import DynamoLedger
 from holiday_tools.audit import audit, check
 from holiday_tools.chaos.load import (
     CLUSTER_NODES,
-    MIX,
     Background,
     Call,
     ClusterView,
@@ -29,6 +28,7 @@ from holiday_tools.chaos.load import (
     ask,
     discard,
     node_ingresses,
+    plan_calls,
     scenario_stack,
 )
 from holiday_tools.chaos.report import format_result
@@ -125,7 +125,7 @@ def run_node_scenario(
     try:
         stack.start()
         # Round robin: each caller starts at a node, and asks the next when its node fails it.
-        calls = [Call(f"{scenario}-{i:04d}", rng.choice(MIX), first=i % CLUSTER_NODES) for i in range(profile.trips)]
+        calls = plan_calls(scenario, rng, profile.trips, CLUSTER_NODES)
         ingresses = node_ingresses(stack, profile.node_timeout_s, profile.concurrency)
         gate = Gate()
         try:

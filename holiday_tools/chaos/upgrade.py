@@ -33,7 +33,16 @@ from holiday_tools import release
 from holiday_tools.admin import AdminError, RestateAdmin
 from holiday_tools.audit import audit
 from holiday_tools.chaos import UPGRADE
-from holiday_tools.chaos.load import MIX, Background, Call, Profile, ScenarioResult, ask, discard, scenario_stack
+from holiday_tools.chaos.load import (
+    Background,
+    Call,
+    Profile,
+    ScenarioResult,
+    ask,
+    discard,
+    plan_calls,
+    scenario_stack,
+)
 from holiday_tools.chaos.report import problem_lines, wrapped
 from holiday_tools.devstack import LocalStack, Mode, StackError
 from holiday_tools.ingress import Ingress
@@ -177,7 +186,7 @@ def run_upgrade_scenario(
         stack.start()
         with RestateAdmin(stack.admin_url) as admin:
             old = {d["id"]: {s["name"] for s in d["services"]} for d in admin.deployments()}
-            calls = [Call(f"{SCENARIO}-{i:04d}", rng.choice(MIX)) for i in range(profile.trips)]
+            calls = plan_calls(SCENARIO, rng, profile.trips)
             started = time.monotonic()
             deployer = _load(stack, calls, profile, started + load_s)
             clean = sum(1 for call in calls if call.run_type is None)
